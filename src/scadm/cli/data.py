@@ -1,0 +1,9 @@
+"""Data commands: synth, prepare, labels."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    pass
