@@ -41,8 +41,11 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     common.DEBUG = "--debug" in args
     try:
-        app(args=args, prog_name="scadm", standalone_mode=False)
-    except SystemExit as exc:  # typer's own exits (--help, usage errors)
+        result = app(args=args, prog_name="scadm", standalone_mode=False)
+    except SystemExit:
         raise
-    except Exception as exc:  # noqa: BLE001
+    except BaseException as exc:  # noqa: BLE001 - click's usage errors and Exit come through here too
         common.fail(exc)
+    else:
+        if isinstance(result, int) and result:
+            sys.exit(result)

@@ -1,0 +1,298 @@
+"""Typed, versioned configuration: dataclasses, named presets and YAML/JSON load and save.
+
+A model folder always carries its config (``config.json`` next to the safetensors weights),
+so loading rebuilds exactly the saved network. Unknown keys are errors, never ignored, so a
+typo in a YAML file cannot silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .diffusion.schedule import ScheduleConfig
+
+SCHEMA_VERSION = 1
+
+__all__ = [
+    "SCHEMA_VERSION", "UNetConfig", "StyleEncoderConfig", "ConditioningConfig", "SamplingConfig",
+    "ModelConfig", "load_config", "list_presets", "from_dict", "to_dict",
+]
+
+
+# ---------------------------------------------------------------------------
+# Sections
+# ---------------------------------------------------------------------------
+@dataclass
+class UNetConfig:
+    """The denoiser eps(z_t, t, cond). Defaults = the released SCA-DM UNet (paper-256)."""
+
+    in_channels: int = 3
+    out_channels: int = 3
+    model_channels: int = 224
+    channel_mult: tuple[int, ...] = (1, 2, 3, 4)
+    num_res_blocks: int = 2
+    #: downsampling factors (LDM's attention_resolutions) that get a SpatialTransformer: 2, 4, 8 = 32/16/8 px of a 64 px latent
+    attention_resolutions: tuple[int, ...] = (2, 4, 8)
+    head_dim: int = 32
+    transformer_depth: int = 1
+    #: where transformers sit: any of "encoder", "middle", "decoder"
+    transformer_parts: tuple[str, ...] = ("encoder", "middle", "decoder")
+    context_dim: int = 1280
+    #: "masked" (SCA-DM Eq. 8), "plain" (ordinary cross-attention), "none" (self-attention only)
+    cross_attention: str = "masked"
+    #: how "masked" runs: "auto" (gather when there is one token per class and no global token), "gather", "attention"
+    masked_impl: str = "auto"
+    #: SPADE ResBlocks in: any of "encoder", "middle", "decoder" (SCA-DM: middle + decoder; () = plain UNet)
+    spade_parts: tuple[str, ...] = ("middle", "decoder")
+    #: mask channels SPADE and the masked attention see (the label set's size)
+    num_classes: int = 19
+    spade_hidden: int = 128
+    #: tokens of each class in the context, class-major (1 = `concat` layout, L = `per_scale`)
+    tokens_per_class: int = 1
+    #: tokens after the class tokens that every pixel attends to (e.g. an attribute token)
+    global_tokens: int = 0
+    use_scale_shift_norm: bool = False
+    dropout: float = 0.0
+
+
+@dataclass
+class StyleEncoderConfig:
+    """Multi-resolution style encoder E_s (paper Sec. 3.2). Defaults = the released encoder."""
+
+    num_classes: int = 19
+    in_channels: int = 3
+    #: channels per class at full resolution; level i has channels_per_class * 2**i per class
+    channels_per_class: int = 4
+    #: stride-2 grouped convolutions (256 px -> 4 px with 6)
+    num_down: int = 6
+    #: decoder levels that emit style vectors, coarse to fine (L in the paper)
+    num_levels: int = 5
+    #: D, the size of each per-level style vector
+    style_dim: int = 256
+    #: "concat": C tokens of L*D (released code); "per_scale": C*L tokens of D (paper text)
+    layout: str = "concat"
+
+
+@dataclass
+class ConditioningConfig:
+    """Which condition encoder feeds the UNet (a swappable strategy)."""
+
+    #: "style" (SCA-DM), "none" (unconditional or SPADE-only)
+    type: str = "style"
+    style_encoder: StyleEncoderConfig | None = field(default_factory=StyleEncoderConfig)
+
+
+@dataclass
+class SamplingConfig:
+    """Defaults for sampling; every one can be overridden per call."""
+
+    sampler: str = "ddim"
+    steps: int = 200
+    eta: float = 0.0
+    #: paper Eq. 4: eps_c + s (eps_c - eps_null); the released code's w equals 1 + s
+    guidance_scale: float = 1.2
+    #: "style": empty style, same mask (what training teaches); "full": empty style and zero mask
+    null_condition: str = "style"
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a model; saved next to its weights."""
+
+    name: str = "custom"
+    schema_version: int = SCHEMA_VERSION
+    #: built-in label set name or an inline mapping (see scadm.labels)
+    labels: Any = "celebamask-hq"
+    #: (H, W) of the images in pixels
+    image_size: tuple[int, int] = (256, 256)
+    #: latent channels and the first stage's downsampling factor f
+    latent_channels: int = 3
+    latent_downsample: int = 4
+    #: multiplies latents before diffusion (1.0 for SCA-DM's VQ-f4: unscaled)
+    latent_scale: float = 1.0
+    conditioning: ConditioningConfig = field(default_factory=ConditioningConfig)
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    #: free-form: the first stage this model was trained on (path or preset), for information
+    autoencoder: Any = None
+
+    @property
+    def latent_size(self) -> tuple[int, int]:
+        h, w = self.image_size
+        f = self.latent_downsample
+        return h // f, w // f
+
+    def validate(self) -> "ModelConfig":
+        u = self.unet
+        if self.schema_version > SCHEMA_VERSION:
+            raise ValueError(
+                f"config schema_version {self.schema_version} is newer than this scadm understands "
+                f"({SCHEMA_VERSION}); upgrade scadm"
+            )
+        if u.cross_attention not in ("masked", "plain", "none"):
+            raise ValueError(f"unet.cross_attention must be masked, plain or none, not {u.cross_attention!r}")
+        if u.masked_impl not in ("auto", "gather", "attention"):
+            raise ValueError(f"unet.masked_impl must be auto, gather or attention, not {u.masked_impl!r}")
+        if u.masked_impl == "gather" and (u.tokens_per_class != 1 or u.global_tokens):
+            raise ValueError("unet.masked_impl 'gather' needs exactly one token per class and no global tokens")
+        for part in (*u.spade_parts, *u.transformer_parts):
+            if part not in ("encoder", "middle", "decoder"):
+                raise ValueError(f"unknown UNet part {part!r}; expected encoder, middle or decoder")
+        if self.image_size[0] % self.latent_downsample or self.image_size[1] % self.latent_downsample:
+            raise ValueError(f"image_size {self.image_size} is not divisible by latent_downsample {self.latent_downsample}")
+        levels = len(u.channel_mult) - 1
+        h, w = self.latent_size
+        if h % (2**levels) or w % (2**levels):
+            raise ValueError(
+                f"latent size {h}x{w} must be divisible by 2**{levels} for a UNet with {levels + 1} levels"
+            )
+        c = self.conditioning
+        if c.type not in ("style", "none"):
+            raise ValueError(f"conditioning.type must be one of style, none; got {c.type!r}")
+        if c.type == "style":
+            if c.style_encoder is None:
+                raise ValueError("conditioning.type 'style' needs a conditioning.style_encoder section")
+            s = c.style_encoder
+            if s.layout not in ("concat", "per_scale"):
+                raise ValueError(f"style_encoder.layout must be concat or per_scale, not {s.layout!r}")
+            if s.num_levels > s.num_down:
+                raise ValueError("style_encoder.num_levels cannot exceed num_down")
+            want_tpc, want_dim = (1, s.num_levels * s.style_dim) if s.layout == "concat" else (s.num_levels, s.style_dim)
+            if (u.tokens_per_class, u.context_dim) != (want_tpc, want_dim):
+                raise ValueError(
+                    f"style layout {s.layout!r} gives {want_tpc} token(s) per class of size {want_dim}; "
+                    f"set unet.tokens_per_class={want_tpc} and unet.context_dim={want_dim}"
+                )
+            if s.num_classes != u.num_classes:
+                raise ValueError("style_encoder.num_classes must equal unet.num_classes")
+        if c.type == "none" and u.cross_attention != "none":
+            raise ValueError("conditioning.type 'none' has no tokens: set unet.cross_attention to 'none'")
+        if self.sampling.null_condition not in ("style", "full"):
+            raise ValueError("sampling.null_condition must be 'style' or 'full'")
+        return self
+
+
+# ---------------------------------------------------------------------------
+# dict <-> dataclass
+# ---------------------------------------------------------------------------
+def to_dict(obj: Any) -> Any:
+    """A dataclass tree as plain JSON/YAML-ready values (tuples become lists)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def from_dict(cls: type, data: Any, where: str = "config") -> Any:
+    """Build dataclass `cls` from a mapping; unknown keys and wrong types are errors naming the key."""
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(names)}")
+    kwargs = {k: _coerce(hints[k], v, f"{where}.{k}") for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        return _coerce(options[0], value, where)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{where}: expected a list, got {value!r}")
+        inner = args[0] if args else Any
+        return tuple(_coerce(inner, v, where) for v in value)
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is bool and not isinstance(value, bool):
+        raise ValueError(f"{where}: expected true or false, got {value!r}")
+    if tp is str and not isinstance(value, str):
+        raise ValueError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+# ---------------------------------------------------------------------------
+# Presets and files
+# ---------------------------------------------------------------------------
+def _preset_dir() -> Path:
+    return Path(str(resources.files("scadm") / "configs"))
+
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in _preset_dir().glob("*.yaml"))
+
+
+def read_config_mapping(spec: str | Path) -> tuple[dict, str]:
+    """The raw mapping of a preset name or a YAML/JSON file, and where it came from."""
+    spec = str(spec)
+    path = Path(spec)
+    if not path.exists() and not spec.endswith((".yaml", ".yml", ".json")):
+        candidate = _preset_dir() / f"{spec}.yaml"
+        if not candidate.exists():
+            raise ValueError(f"unknown config {spec!r}: not a file and not a preset; presets: {', '.join(list_presets())}")
+        path = candidate
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    try:
+        data = json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())
+    except Exception as exc:  # noqa: BLE001
+        raise ValueError(f"{path}: cannot parse ({exc.__class__.__name__}: {exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    return data, str(path)
+
+
+def load_config(spec: str | Path | dict | ModelConfig) -> ModelConfig:
+    """A validated ModelConfig from a preset name, a YAML/JSON file, a mapping or a ModelConfig.
+
+    A file may hold the model config at the top level or under a ``model:`` key (a training
+    config keeps its other sections beside it).
+    """
+    if isinstance(spec, ModelConfig):
+        return spec.validate()
+    if isinstance(spec, dict):
+        data, where = spec, "config"
+    else:
+        data, where = read_config_mapping(spec)
+    if "model" in data:
+        data, where = data["model"], f"{where}:model"
+    return from_dict(ModelConfig, data, where).validate()
+
+
+def save_config(cfg: Any, path: str | Path) -> None:
+    path = Path(path)
+    d = to_dict(cfg)
+    if path.suffix == ".json":
+        path.write_text(json.dumps(d, indent=2) + "\n")
+    else:
+        path.write_text(yaml.safe_dump(d, sort_keys=False))

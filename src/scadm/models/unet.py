@@ -1,0 +1,189 @@
+"""The SCA-DM denoiser: a latent UNet with SPADE (shape) and mask-conditioned cross-attention (style).
+
+Paper: Ergasti et al., "Controllable Face Synthesis with Semantic Latent Diffusion Models",
+Sec. 3 and Fig. 2. Layout follows LDM's ``openaimodel.UNetModel`` (module names included, so
+released checkpoints map one to one):
+
+    input_blocks   conv_in, then per level: num_res_blocks x [ResBlock (+ SpatialTransformer)], Downsample
+    middle_block   SPADEResBlock, SpatialTransformer, SPADEResBlock
+    output_blocks  per level: (num_res_blocks + 1) x [SPADEResBlock (+ SpatialTransformer)] (+ Upsample)
+    out            GroupNorm, SiLU, zero-initialised 3x3 conv
+
+Which parts use SPADE, where transformers sit, the cross-attention mode, the token layout
+and the number of classes all come from :class:`scadm.config.UNetConfig`.
+
+Time-invariant conditioning: SPADE's gamma/beta depend only on the mask, and the
+cross-attention keys/values (or, for the gather path, the whole output) only on the tokens
+and the mask. :meth:`SemanticUNet.prepare` computes them once; the result, a
+:class:`PreparedConditions`, is passed as ``cond`` at every sampling step.
+
+Weight initialisation: PyTorch defaults everywhere, except the last conv of every residual
+branch, every transformer's proj_out and the output conv, which start at zero (each block
+starts as the identity, LDM's policy).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..conditions import Conditions
+from ..config import UNetConfig
+from ..nn.attention import SpatialTransformer
+from ..nn.embeddings import timestep_embedding
+from ..nn.resblocks import SPADE, Downsample, ResBlock, SPADEResBlock, Upsample, group_norm, zero_module
+
+
+class PreparedConditions(dict):
+    """Per-layer, time-invariant conditioning tensors, keyed by layer name (batch first)."""
+
+
+class UNetBlock(nn.ModuleList):
+    """A sequence of layers that each take what they need: (x, emb, prepared) or (x, prepared) or x."""
+
+    def forward(self, x: Tensor, emb: Tensor, prepared: dict[str, Any], out_size: tuple[int, int] | None = None) -> Tensor:
+        for layer in self:
+            if isinstance(layer, (ResBlock, SPADEResBlock)):
+                x = layer(x, emb, prepared)
+            elif isinstance(layer, SpatialTransformer):
+                x = layer(x, prepared)
+            elif isinstance(layer, Upsample):
+                x = layer(x, out_size)
+            else:
+                x = layer(x)
+        return x
+
+
+# ---------------------------------------------------------------------------
+# The denoiser
+# ---------------------------------------------------------------------------
+class SemanticUNet(nn.Module):
+    """eps_theta(z_t, t, cond): SCA-DM's UNet (and, by config, the multi-conditioning LDM's)."""
+
+    def __init__(self, cfg: UNetConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        mc = cfg.model_channels
+        emb_dim = 4 * mc
+        self.cross_attention = cfg.cross_attention
+        if cfg.cross_attention == "masked":
+            gather = cfg.masked_impl == "gather" or (
+                cfg.masked_impl == "auto" and cfg.tokens_per_class == 1 and cfg.global_tokens == 0
+            )
+            self.cross_attention = "masked_gather" if gather else "masked"
+        token_classes = [c for c in range(cfg.num_classes) for _ in range(cfg.tokens_per_class)]
+        token_classes += [-1] * cfg.global_tokens
+        self.register_buffer("token_classes", torch.tensor(token_classes, dtype=torch.long), persistent=False)
+
+        self.time_embed = nn.Sequential(nn.Linear(mc, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+
+        # --- encoder -------------------------------------------------------
+        self.input_blocks = nn.ModuleList([UNetBlock([nn.Conv2d(cfg.in_channels, mc, 3, padding=1)])])
+        skip_channels = [mc]
+        ch, ds = mc, 1
+        for level, mult in enumerate(cfg.channel_mult):
+            for _ in range(cfg.num_res_blocks):
+                layers: list[nn.Module] = [self._resblock("encoder", ch, mult * mc, ds)]
+                ch = mult * mc
+                if ds in cfg.attention_resolutions and "encoder" in cfg.transformer_parts:
+                    layers.append(self._transformer(ch, ds))
+                self.input_blocks.append(UNetBlock(layers))
+                skip_channels.append(ch)
+            if level != len(cfg.channel_mult) - 1:
+                self.input_blocks.append(UNetBlock([Downsample(ch)]))
+                skip_channels.append(ch)
+                ds *= 2
+
+        # --- middle --------------------------------------------------------
+        middle: list[nn.Module] = [self._resblock("middle", ch, ch, ds)]
+        if "middle" in cfg.transformer_parts:
+            middle.append(self._transformer(ch, ds))
+        middle.append(self._resblock("middle", ch, ch, ds))
+        self.middle_block = UNetBlock(middle)
+
+        # --- decoder -------------------------------------------------------
+        self.output_blocks = nn.ModuleList()
+        for level, mult in reversed(list(enumerate(cfg.channel_mult))):
+            for i in range(cfg.num_res_blocks + 1):
+                layers = [self._resblock("decoder", ch + skip_channels.pop(), mult * mc, ds)]
+                ch = mult * mc
+                if ds in cfg.attention_resolutions and "decoder" in cfg.transformer_parts:
+                    layers.append(self._transformer(ch, ds))
+                if level and i == cfg.num_res_blocks:
+                    layers.append(Upsample(ch))
+                    ds //= 2
+                self.output_blocks.append(UNetBlock(layers))
+
+        self.out = nn.Sequential(group_norm(ch), nn.SiLU(), zero_module(nn.Conv2d(mc, cfg.out_channels, 3, padding=1)))
+
+        # Name every conditioned layer so prepare() and forward() agree on where its state lives.
+        self._spade: list[tuple[SPADE, int]] = []
+        self._xattn: list[tuple[nn.Module, int]] = []
+        for name, module in self.named_modules():
+            if isinstance(module, SPADE):
+                module.cache_key = name
+                self._spade.append((module, module.ds))
+            elif hasattr(module, "strategy") and getattr(module, "strategy", None) is not None:
+                module.cache_key = name
+                self._xattn.append((module, module.ds))
+
+    # ------------------------------------------------------------------ builders
+    def _resblock(self, part: str, ch_in: int, ch_out: int, ds: int) -> nn.Module:
+        c = self.cfg
+        if part in c.spade_parts:
+            block = SPADEResBlock(ch_in, 4 * c.model_channels, c.num_classes, ch_out, c.dropout,
+                                  c.use_scale_shift_norm, c.spade_hidden)
+            block.in_norm.ds = block.out_norm.ds = ds
+            return block
+        return ResBlock(ch_in, 4 * c.model_channels, ch_out, c.dropout, c.use_scale_shift_norm)
+
+    def _transformer(self, ch: int, ds: int) -> SpatialTransformer:
+        c = self.cfg
+        if ch % c.head_dim:
+            raise ValueError(f"UNet width {ch} is not divisible by head_dim {c.head_dim}")
+        st = SpatialTransformer(ch, ch // c.head_dim, c.head_dim, c.transformer_depth,
+                                c.context_dim, self.cross_attention, c.dropout)
+        for block in st.transformer_blocks:
+            block.ds = ds
+        return st
+
+    # ------------------------------------------------------------------ conditioning
+    def prepare(self, cond: Conditions, latent_size: tuple[int, int]) -> PreparedConditions:
+        """Everything that depends only on the conditions, for latents of `latent_size` (once per run)."""
+        h, w = latent_size
+        prepared = PreparedConditions()
+        if self._spade:
+            if cond.mask is None:
+                raise ValueError("this UNet uses SPADE: the conditions need a semantic mask")
+            if cond.mask.shape[1] != self.cfg.num_classes:
+                raise ValueError(f"mask has {cond.mask.shape[1]} channels; this model expects {self.cfg.num_classes} classes")
+        for module, ds in self._spade:
+            prepared[module.cache_key] = module.prepare(cond.mask, (h // ds, w // ds))
+        for module, ds in self._xattn:
+            tokens = cond.tokens
+            if tokens is not None and tokens.shape[1] != len(self.token_classes) and self.cross_attention != "plain":
+                raise ValueError(
+                    f"conditions carry {tokens.shape[1]} tokens; this model's layout expects {len(self.token_classes)}"
+                )
+            prepared[module.cache_key] = module.prepare(tokens, cond.mask, (h // ds, w // ds), self.token_classes)
+        return prepared
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x: Tensor, t: Tensor, cond: Conditions | PreparedConditions) -> Tensor:
+        """x: (B, C_in, h, w) noisy latent; t: (B,) timesteps; cond: raw or prepared conditions."""
+        if not isinstance(cond, PreparedConditions):
+            cond = self.prepare(cond, tuple(x.shape[-2:]))
+        t = t.expand(x.shape[0]) if t.ndim == 0 or t.shape[0] == 1 else t
+        emb = self.time_embed(timestep_embedding(t, self.cfg.model_channels).to(x.dtype))
+
+        hs, h = [], x
+        for block in self.input_blocks:
+            h = block(h, emb, cond)
+            hs.append(h)
+        h = self.middle_block(h, emb, cond)
+        for block in self.output_blocks:
+            h = torch.cat([h, hs.pop()], dim=1)
+            h = block(h, emb, cond, hs[-1].shape[-2:] if hs else None)
+        return self.out(h)

@@ -1,0 +1,166 @@
+"""Residual blocks of the denoiser: plain ResBlocks (encoder) and SPADE ResBlocks (middle, decoder).
+
+SPADE (Park et al. 2019, as used by SDM and SCA-DM Sec. 3.4): a parameter-free GroupNorm,
+then a per-pixel scale and shift predicted from the semantic mask,
+``out = norm(x) * (1 + gamma) + beta``. gamma and beta depend only on the mask, so a
+sampling run computes them once (:meth:`SPADE.prepare`) and reuses them at every step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def group_norm(channels: int, eps: float = 1e-5, affine: bool = True) -> nn.GroupNorm:
+    """GroupNorm with 32 groups (LDM's normalization()), computed in float32 under autocast."""
+    return GroupNorm32(32, channels, eps=eps, affine=affine)
+
+
+class GroupNorm32(nn.GroupNorm):
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x.float()).type(x.dtype)
+
+
+def zero_module(module: nn.Module) -> nn.Module:
+    """Zero-initialise a layer so a residual branch starts as the identity (LDM/DiT policy)."""
+    for p in module.parameters():
+        nn.init.zeros_(p)
+    return module
+
+
+def resize_mask(mask: Tensor, size: tuple[int, int]) -> Tensor:
+    """Nearest-neighbour resize of a (B, C, H, W) one-hot mask; masks are never interpolated."""
+    if tuple(mask.shape[-2:]) == tuple(size):
+        return mask
+    return F.interpolate(mask, size=size, mode="nearest")
+
+
+# ---------------------------------------------------------------------------
+# SPADE
+# ---------------------------------------------------------------------------
+class SPADE(nn.Module):
+    """Spatially-adaptive (de)normalisation, SDM's SPADEGroupNorm.
+
+    mask (B, num_classes, H, W) -> nearest resize to the feature size -> shared 3x3 conv to
+    `hidden` + ReLU -> separate 3x3 convs for gamma and beta.
+    """
+
+    def __init__(self, channels: int, num_classes: int, hidden: int = 128, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.norm = nn.GroupNorm(32, channels, eps=eps, affine=False)
+        self.mlp_shared = nn.Sequential(nn.Conv2d(num_classes, hidden, 3, padding=1), nn.ReLU())
+        self.mlp_gamma = nn.Conv2d(hidden, channels, 3, padding=1)
+        self.mlp_beta = nn.Conv2d(hidden, channels, 3, padding=1)
+        self.cache_key = ""  # set by the UNet: where prepare() results live in the prepared dict
+
+    def prepare(self, mask: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+        """gamma, beta for a mask at feature size `size` (time-invariant)."""
+        actv = self.mlp_shared(resize_mask(mask, size).to(self.mlp_gamma.weight.dtype))
+        return self.mlp_gamma(actv), self.mlp_beta(actv)
+
+    def forward(self, x: Tensor, modulation: tuple[Tensor, Tensor]) -> Tensor:
+        gamma, beta = modulation
+        x = self.norm(x.float()).type(x.dtype)
+        return x * (1 + gamma) + beta
+
+
+# ---------------------------------------------------------------------------
+# ResBlocks
+# ---------------------------------------------------------------------------
+class ResBlock(nn.Module):
+    """LDM ResBlock: GN-SiLU-conv, + time embedding, GN-SiLU-dropout-zero conv, skip.
+
+    With ``use_scale_shift_norm`` the embedding gives (scale, shift) applied after the second
+    norm instead of being added (Dhariwal & Nichol's AdaGN).
+    """
+
+    def __init__(
+        self, channels: int, emb_channels: int, out_channels: int | None = None,
+        dropout: float = 0.0, use_scale_shift_norm: bool = False,
+    ) -> None:
+        super().__init__()
+        out_channels = out_channels or channels
+        self.use_scale_shift_norm = use_scale_shift_norm
+        self.in_layers = nn.Sequential(group_norm(channels), nn.SiLU(), nn.Conv2d(channels, out_channels, 3, padding=1))
+        self.emb_layers = nn.Sequential(
+            nn.SiLU(), nn.Linear(emb_channels, 2 * out_channels if use_scale_shift_norm else out_channels)
+        )
+        # LDM's layout (out_layers = norm, SiLU, dropout, zero conv) so its checkpoints map 1:1.
+        self.out_layers = nn.Sequential(
+            group_norm(out_channels), nn.SiLU(), nn.Dropout(dropout),
+            zero_module(nn.Conv2d(out_channels, out_channels, 3, padding=1)),
+        )
+        self.skip_connection = (
+            nn.Identity() if out_channels == channels else nn.Conv2d(channels, out_channels, 1)
+        )
+
+    def forward(self, x: Tensor, emb: Tensor, prepared: Any = None) -> Tensor:
+        h = self.in_layers(x)
+        e = self.emb_layers(emb).type(h.dtype)[..., None, None]
+        out_norm, out_rest = self.out_layers[0], self.out_layers[1:]
+        if self.use_scale_shift_norm:
+            scale, shift = e.chunk(2, dim=1)
+            h = out_norm(h) * (1 + scale) + shift
+        else:
+            h = out_norm(h + e)
+        return self.skip_connection(x) + out_rest(h)
+
+
+class SPADEResBlock(nn.Module):
+    """SDM's SPADE ResBlock: SPADE-SiLU-conv, + time embedding, SPADE-SiLU-dropout-zero conv, skip."""
+
+    def __init__(
+        self, channels: int, emb_channels: int, num_classes: int, out_channels: int | None = None,
+        dropout: float = 0.0, use_scale_shift_norm: bool = False, spade_hidden: int = 128,
+    ) -> None:
+        super().__init__()
+        out_channels = out_channels or channels
+        self.use_scale_shift_norm = use_scale_shift_norm
+        self.in_norm = SPADE(channels, num_classes, spade_hidden)
+        self.in_layers = nn.Sequential(nn.SiLU(), nn.Conv2d(channels, out_channels, 3, padding=1))
+        self.emb_layers = nn.Sequential(
+            nn.SiLU(), nn.Linear(emb_channels, 2 * out_channels if use_scale_shift_norm else out_channels)
+        )
+        self.out_norm = SPADE(out_channels, num_classes, spade_hidden)
+        self.out_layers = nn.Sequential(
+            nn.SiLU(), nn.Dropout(dropout), zero_module(nn.Conv2d(out_channels, out_channels, 3, padding=1))
+        )
+        self.skip_connection = (
+            nn.Identity() if out_channels == channels else nn.Conv2d(channels, out_channels, 1)
+        )
+
+    def forward(self, x: Tensor, emb: Tensor, prepared: dict[str, Any]) -> Tensor:
+        h = self.in_layers(self.in_norm(x, prepared[self.in_norm.cache_key]))
+        e = self.emb_layers(emb).type(h.dtype)[..., None, None]
+        if self.use_scale_shift_norm:
+            scale, shift = e.chunk(2, dim=1)
+            h = self.out_norm(h, prepared[self.out_norm.cache_key]) * (1 + scale) + shift
+        else:
+            h = self.out_norm(h + e, prepared[self.out_norm.cache_key])
+        return self.skip_connection(x) + self.out_layers(h)
+
+
+class Downsample(nn.Module):
+    """Stride-2 3x3 convolution."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.op = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.op(x)
+
+
+class Upsample(nn.Module):
+    """Nearest x2 upsampling to an explicit size (so odd sizes round-trip), then a 3x3 conv."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: Tensor, size: tuple[int, int] | None = None) -> Tensor:
+        size = size or (x.shape[-2] * 2, x.shape[-1] * 2)
+        return self.conv(F.interpolate(x, size=size, mode="nearest"))

@@ -1,0 +1,281 @@
+"""The SCA-DM networks: shapes, masked cross-attention, gather == attention, parameter counts, I/O."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from scadm.config import load_config, to_dict
+from scadm.models.ldm import SemanticLDM, count_parameters
+from scadm.models.style_encoder import MultiResolutionStyleEncoder
+from scadm.models.unet import SemanticUNet
+from scadm.nn.attention import STRATEGIES, BasicTransformerBlock
+from scadm.nn.resblocks import SPADE
+
+
+def random_mask(b: int, c: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
+    """Blocky random one-hot masks (regions of several pixels, like real parts)."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.randint(0, c, (b, 1, max(h // 4, 1), max(w // 4, 1)), generator=g).float()
+    ids = F.interpolate(coarse, size=(h, w), mode="nearest")[:, 0].long()
+    return F.one_hot(ids, c).permute(0, 3, 1, 2).float()
+
+
+def tiny_cfg(**unet_overrides):
+    cfg = load_config("tiny")
+    if unet_overrides:
+        cfg = dataclasses.replace(cfg, unet=dataclasses.replace(cfg.unet, **unet_overrides))
+    return cfg
+
+
+def per_scale_cfg(image_size=(32, 32)):
+    cfg = load_config("tiny")
+    style = dataclasses.replace(cfg.conditioning.style_encoder, layout="per_scale")
+    return load_config(
+        dataclasses.replace(
+            cfg, image_size=image_size,
+            conditioning=dataclasses.replace(cfg.conditioning, style_encoder=style),
+            unet=dataclasses.replace(cfg.unet, tokens_per_class=style.num_levels, context_dim=style.style_dim),
+        )
+    )
+
+
+# ---------------------------------------------------------------------------
+# shapes
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("image_size", [(32, 32), (64, 96), (96, 64)])
+@pytest.mark.parametrize("layout", ["concat", "per_scale"])
+def test_shapes_including_non_square(image_size, layout):
+    torch.manual_seed(0)
+    cfg = load_config(dataclasses.replace(load_config("tiny"), image_size=image_size)) if layout == "concat" \
+        else per_scale_cfg(image_size)
+    model = SemanticLDM(cfg)
+    h, w = cfg.latent_size
+    mask = random_mask(2, 19, *image_size)
+    image = torch.rand(2, 3, *image_size) * 2 - 1
+    cond = model.conditions(mask, image)
+    enc = model.conditioner.style_encoder
+    assert cond.tokens.shape == (2, enc.num_tokens, enc.token_dim)
+    eps = model(torch.randn(2, 3, h, w), torch.tensor([3, 900]), cond)
+    assert eps.shape == (2, 3, h, w)
+    assert (h, w) in {(8, 8), (16, 24), (24, 16)}
+
+
+def test_style_tokens_layouts_hold_the_same_values():
+    torch.manual_seed(0)
+    cfg = load_config("tiny").conditioning.style_encoder
+    enc_c = MultiResolutionStyleEncoder(cfg)
+    enc_p = MultiResolutionStyleEncoder(dataclasses.replace(cfg, layout="per_scale"))
+    enc_p.load_state_dict(enc_c.state_dict())
+    mask, image = random_mask(2, 19, 32, 32), torch.randn(2, 3, 32, 32)
+    s = enc_c.styles(image, mask)  # (B, C, L, D)
+    assert s.shape == (2, 19, cfg.num_levels, cfg.style_dim)
+    assert torch.equal(enc_c(image, mask), s.reshape(2, 19, -1))  # concat: coarse to fine per class
+    assert torch.equal(enc_p(image, mask), s.reshape(2, 19 * cfg.num_levels, -1))  # per_scale: class-major
+
+
+def test_absent_class_token_is_tanh_of_bias_and_empty_style_is_zero_image():
+    torch.manual_seed(0)
+    cfg = load_config("tiny").conditioning.style_encoder
+    enc = MultiResolutionStyleEncoder(cfg)
+    ids = torch.zeros(1, 32, 32, dtype=torch.long)
+    ids[:, 8:24, 8:24] = 1  # only background and skin present
+    mask = F.one_hot(ids, 19).permute(0, 3, 1, 2).float()
+    s = enc.styles(torch.randn(1, 3, 32, 32), mask)
+    for level, proj in enumerate(enc.style):
+        bias = proj.bias.view(19, -1)
+        assert torch.allclose(s[0, 5, level], torch.tanh(bias[5]), atol=1e-6)  # r_eye absent
+    model = SemanticLDM(load_config("tiny"))
+    empty = model.conditioner.null(mask, "style").tokens
+    assert torch.equal(empty, model.conditioner.style_encoder(torch.zeros(1, 3, 32, 32), mask))
+
+
+# ---------------------------------------------------------------------------
+# mask-conditioned cross-attention
+# ---------------------------------------------------------------------------
+def masked_blocks(unet: SemanticUNet) -> list[BasicTransformerBlock]:
+    return [m for m in unet.modules() if isinstance(m, BasicTransformerBlock) and m.strategy is not None]
+
+
+@pytest.mark.parametrize("layout", ["concat", "per_scale"])
+def test_changing_class_tokens_changes_output_only_at_that_class(layout):
+    torch.manual_seed(0)
+    cfg = load_config("tiny") if layout == "concat" else per_scale_cfg()
+    model = SemanticLDM(cfg)
+    unet = model.unet
+    blocks = masked_blocks(unet)
+    assert len(blocks) >= 4  # encoder, middle and decoder transformers all masked
+    mask = random_mask(1, 19, 32, 32, seed=1)
+    tokens = torch.randn(1, len(unet.token_classes), cfg.unet.context_dim)
+    for j in (1, 4, 5, 13):  # skin, l_eye, r_eye, hair
+        edited = tokens.clone()
+        edited[:, unet.token_classes == j] += torch.randn_like(edited[:, unet.token_classes == j])
+        for block in blocks:
+            h, w = 8 // block.ds, 8 // block.ds
+            x = torch.randn(1, h * w, block.attn2.to_q.in_features)
+            out = [block.strategy.forward(block.attn2, x, block.prepare(tk, mask, (h, w), unet.token_classes))
+                   for tk in (tokens, edited)]
+            changed = (out[0] - out[1]).abs().amax(-1)[0] > 1e-6  # (P,)
+            where_j = F.interpolate(mask, size=(h, w), mode="nearest")[0, j].flatten() > 0
+            assert not changed[~where_j].any(), f"class {j} tokens leaked outside its region in {block.cache_key}"
+            if where_j.any():
+                assert changed[where_j].all(), f"class {j} tokens had no effect in {block.cache_key}"
+
+
+def test_gather_equals_attention():
+    torch.manual_seed(0)
+    model = SemanticLDM(load_config("tiny"))
+    unet = model.unet
+    assert unet.cross_attention == "masked_gather"  # the default for one token per class
+    attention, gather = STRATEGIES["masked"], STRATEGIES["masked_gather"]
+    for mask in (random_mask(2, 19, 32, 32, seed=3), torch.zeros(2, 19, 32, 32)):  # incl. the all-zero mask
+        tokens = torch.randn(2, 19, 32) * 3
+        for block in masked_blocks(unet):
+            for p in block.attn2.parameters():  # non-trivial weights everywhere
+                torch.nn.init.normal_(p, std=0.5)
+            h = w = 8 // block.ds
+            x = torch.randn(2, h * w, block.attn2.to_q.in_features) * 4
+            a = attention.forward(block.attn2, x, attention.prepare(block.attn2, tokens, mask, (h, w), unet.token_classes))
+            g = gather.forward(block.attn2, x, gather.prepare(block.attn2, tokens, mask, (h, w), unet.token_classes))
+            assert (a - g).abs().max().item() <= 1e-5
+
+
+def test_whole_unet_gather_equals_attention():
+    torch.manual_seed(0)
+    m_gather = SemanticLDM(load_config(tiny_cfg(masked_impl="gather")))
+    m_attn = SemanticLDM(load_config(tiny_cfg(masked_impl="attention")))
+    for p in m_gather.parameters():
+        torch.nn.init.normal_(p, std=0.05)  # zero-init layers would hide the cross-attention
+    m_attn.load_state_dict(m_gather.state_dict())
+    mask, image = random_mask(2, 19, 32, 32), torch.randn(2, 3, 32, 32)
+    z, t = torch.randn(2, 3, 8, 8), torch.tensor([10, 500])
+    a = m_attn(z, t, m_attn.conditions(mask, image))
+    g = m_gather(z, t, m_gather.conditions(mask, image))
+    assert (a - g).abs().max().item() <= 1e-5
+
+
+def test_plain_cross_attention_mixes_classes():
+    """The ablation without mask attention: a class's tokens reach pixels of other classes."""
+    torch.manual_seed(0)
+    unet = SemanticUNet(tiny_cfg(cross_attention="plain").unet)
+    block = masked_blocks(unet)[0]
+    mask, tokens = random_mask(1, 19, 32, 32), torch.randn(1, 19, 32)
+    edited = tokens.clone()
+    edited[:, 4] += 1.0
+    x = torch.randn(1, 64, block.attn2.to_q.in_features)
+    a = block.strategy.forward(block.attn2, x, block.prepare(tokens, mask, (8, 8), unet.token_classes))
+    b = block.strategy.forward(block.attn2, x, block.prepare(edited, mask, (8, 8), unet.token_classes))
+    assert ((a - b).abs().amax(-1) > 1e-6).float().mean() > 0.9
+
+
+def test_prepared_conditions_equal_raw_and_are_time_invariant():
+    torch.manual_seed(0)
+    model = SemanticLDM(load_config("tiny"))
+    for p in model.unet.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    mask, image = random_mask(2, 19, 32, 32), torch.randn(2, 3, 32, 32)
+    cond = model.conditions(mask, image)
+    prepared = model.prepare(cond)
+    z = torch.randn(2, 3, 8, 8)
+    for t in (0, 999):
+        tt = torch.full((2,), t)
+        assert torch.allclose(model(z, tt, cond), model(z, tt, prepared), atol=1e-6)
+
+
+def test_spade_is_groupnorm_without_affine_then_scale_shift():
+    torch.manual_seed(0)
+    spade = SPADE(32, 19, hidden=16)
+    for p in spade.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    x, mask = torch.randn(2, 32, 8, 8), random_mask(2, 19, 32, 32)
+    gamma, beta = spade.prepare(mask, (8, 8))
+    expected = F.group_norm(x, 32, eps=1e-5) * (1 + gamma) + beta
+    assert torch.allclose(spade(x, (gamma, beta)), expected, atol=1e-5)
+    assert not any(p.requires_grad for p in spade.norm.parameters())  # GroupNorm without affine
+
+
+def test_unconditional_mode_has_no_cross_attention():
+    cfg = load_config(dataclasses.replace(
+        load_config("tiny"), conditioning=dataclasses.replace(load_config("tiny").conditioning, type="none"),
+        unet=dataclasses.replace(load_config("tiny").unet, cross_attention="none"),
+    ))
+    model = SemanticLDM(cfg)
+    assert not masked_blocks(model.unet)
+    assert not any(".attn2." in n for n, _ in model.named_parameters())
+    eps = model(torch.randn(1, 3, 8, 8), torch.tensor([5]), model.conditions(random_mask(1, 19, 32, 32)))
+    assert eps.shape == (1, 3, 8, 8)
+
+
+# ---------------------------------------------------------------------------
+# the paper preset
+# ---------------------------------------------------------------------------
+def test_paper_256_parameter_counts():
+    cfg = load_config("paper-256")
+    with torch.device("meta"):
+        model = SemanticLDM(cfg)
+    unet, enc = count_parameters(model.unet), count_parameters(model.conditioner)
+    assert abs(unet - 486.9e6) / 486.9e6 < 0.002, unet
+    assert abs(enc - 18.1e6) / 18.1e6 < 0.01, enc
+    assert model.unet.cross_attention == "masked_gather"
+    assert model.conditioner.style_encoder.num_tokens == 19
+    assert model.conditioner.style_encoder.token_dim == 1280
+    heads = sorted({b.attn2.heads for b in masked_blocks(model.unet)})
+    assert heads == [14, 21, 28]
+
+
+def test_info_json_prints_counts(run_cli):
+    result = run_cli("info", "--config", "paper-256", "--json")
+    assert result.code == 0, result.err
+    report = json.loads(result.out)
+    assert isinstance(report["unet_params"], int) and isinstance(report["style_encoder_params"], int)
+    assert abs(report["unet_params"] - 486.9e6) / 486.9e6 < 0.002
+
+
+def test_info_unknown_config_is_one_line_error(run_cli):
+    result = run_cli("info", "--config", "paper-512")
+    assert result.code != 0
+    assert "unknown config 'paper-512'" in result.err and "Traceback" not in result.err
+
+
+# ---------------------------------------------------------------------------
+# config and I/O
+# ---------------------------------------------------------------------------
+def test_config_rejects_unknown_keys_and_bad_layouts(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nunet:\n  model_chanels: 64\n")
+    with pytest.raises(ValueError, match="model_chanels"):
+        load_config(bad)
+    with pytest.raises(ValueError, match="tokens_per_class"):
+        load_config({"conditioning": {"style_encoder": {"layout": "per_scale"}}})
+    with pytest.raises(ValueError, match="presets"):
+        load_config("no-such-preset")
+
+
+def test_save_load_gives_identical_outputs(tmp_path):
+    torch.manual_seed(0)
+    model = SemanticLDM(load_config("tiny"))
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    model.save_pretrained(tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "config.json").read_text()) == to_dict(model.cfg)
+    loaded = SemanticLDM.from_pretrained(tmp_path / "m")
+    mask, image = random_mask(1, 19, 32, 32), torch.randn(1, 3, 32, 32)
+    z, t = torch.randn(1, 3, 8, 8), torch.tensor([77])
+    model.eval()
+    assert torch.equal(model(z, t, model.conditions(mask, image)), loaded(z, t, loaded.conditions(mask, image)))
+
+
+def test_loading_an_incompatible_folder_is_a_clear_error(tmp_path):
+    model = SemanticLDM(load_config("tiny"))
+    model.save_pretrained(tmp_path / "m")
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    cfg["unet"]["model_channels"] = 64
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="does not match its config"):
+        SemanticLDM.from_pretrained(tmp_path / "m")
+    with pytest.raises(FileNotFoundError, match="not a scadm model folder"):
+        SemanticLDM.from_pretrained(tmp_path)
