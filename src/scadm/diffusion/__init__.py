@@ -1,0 +1,27 @@
+"""Diffusion engine: schedules, training objective, samplers and classifier-free guidance.
+
+The network is separate from the maths: a model function is
+``model_fn(x_t: Tensor[B, ...], t: LongTensor[B], cond) -> eps`` and ``cond`` is opaque.
+"""
+
+from .guidance import ClassifierFreeGuidance, released_w_to_s, s_to_released_w
+from .objective import apply_dropout, diffusion_loss, dropout_keep
+from .sampling import build_scheduler, sample, timesteps_for
+from .schedule import SAMPLERS, NoiseSchedule, ScheduleConfig, make_betas, p2_weight
+
+__all__ = [
+    "ScheduleConfig",
+    "NoiseSchedule",
+    "make_betas",
+    "p2_weight",
+    "SAMPLERS",
+    "diffusion_loss",
+    "dropout_keep",
+    "apply_dropout",
+    "sample",
+    "timesteps_for",
+    "build_scheduler",
+    "ClassifierFreeGuidance",
+    "released_w_to_s",
+    "s_to_released_w",
+]

@@ -1,0 +1,122 @@
+"""Training objective (paper Eq. 2) with optional P2 weighting, and condition dropout."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+
+from .schedule import NoiseSchedule, p2_weight
+
+__all__ = ["diffusion_loss", "dropout_keep", "apply_dropout", "randn", "randint"]
+
+ModelFn = Callable[[Tensor, Tensor, Any], Tensor]
+
+
+def _gen_device(generator: torch.Generator | None, device: torch.device | str | None) -> torch.device:
+    """Where to draw: on the generator's device (so results do not depend on the target)."""
+    if generator is not None:
+        return generator.device
+    return torch.device(device) if device is not None else torch.device("cpu")
+
+
+def randn(
+    shape: tuple[int, ...],
+    generator: torch.Generator | list[torch.Generator] | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """Standard normal tensor. With a list of generators, row i is drawn with generator i
+    (shape[1:]), so a sample never depends on the batch it is in."""
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    if isinstance(generator, (list, tuple)):
+        if len(generator) != shape[0]:
+            raise ValueError(f"got {len(generator)} generators for a batch of {shape[0]}")
+        rows = [
+            torch.randn((1, *shape[1:]), generator=g, device=_gen_device(g, device), dtype=dtype) for g in generator
+        ]
+        return torch.cat([r.to(device) for r in rows], dim=0)
+    return torch.randn(shape, generator=generator, device=_gen_device(generator, device), dtype=dtype).to(device)
+
+
+def randint(
+    high: int,
+    size: tuple[int, ...],
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    return torch.randint(0, high, size, generator=generator, device=_gen_device(generator, device)).to(device)
+
+
+def diffusion_loss(
+    model_fn: ModelFn,
+    x0: Tensor,
+    cond: Any,
+    schedule: NoiseSchedule,
+    *,
+    t: Tensor | None = None,
+    noise: Tensor | None = None,
+    p2: tuple[float, float] | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Eps-prediction MSE (Eq. 2), optionally P2-weighted.
+
+    t ~ U{0..T-1} and eps ~ N(0, I) unless given; x_t = q_sample(x0, t, eps);
+    per-sample loss = mean over non-batch dims of (eps_hat - eps)^2 (in float32),
+    times p2_weight(t, k, gamma) when ``p2 = (k, gamma)``; the loss is the batch mean.
+
+    info: "loss_per_sample" (weighted, detached), "mse_per_sample" (unweighted, detached),
+    "weight" (P2 weights or ones), "t".
+    """
+    B = x0.shape[0]
+    if t is None:
+        t = randint(schedule.num_train_timesteps, (B,), generator=generator, device=x0.device)
+    else:
+        t = torch.as_tensor(t, device=x0.device).long()
+        if t.dim() == 0:
+            t = t.expand(B)
+    if noise is None:
+        noise = randn(tuple(x0.shape), generator=generator, device=x0.device, dtype=x0.dtype)
+    x_t = schedule.q_sample(x0, t, noise)
+    eps_hat = model_fn(x_t, t, cond)
+    if eps_hat.shape != noise.shape:
+        raise ValueError(f"model output shape {tuple(eps_hat.shape)} != noise shape {tuple(noise.shape)}")
+    mse = (eps_hat.float() - noise.float()).pow(2).reshape(B, -1).mean(dim=1)
+    if p2 is not None:
+        k, gamma = p2
+        weight = p2_weight(schedule, t, k=k, gamma=gamma, dtype=mse.dtype)
+    else:
+        weight = torch.ones_like(mse)
+    per_sample = mse * weight
+    loss = per_sample.mean()
+    info = {
+        "loss_per_sample": per_sample.detach(),
+        "mse_per_sample": mse.detach(),
+        "weight": weight.detach(),
+        "t": t,
+    }
+    return loss, info
+
+
+def dropout_keep(
+    batch_size: int,
+    p: float,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """BoolTensor[B], True = keep the condition; each sample is dropped with probability p."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError("dropout probability must be in [0, 1]")
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    u = torch.rand((batch_size,), generator=generator, device=_gen_device(generator, device)).to(device)
+    return u >= p
+
+
+def apply_dropout(x: Tensor, keep: Tensor) -> Tensor:
+    """Replace the dropped samples (keep[i] == False) of x by zeros; any dtype, any trailing dims."""
+    if keep.shape != (x.shape[0],):
+        raise ValueError(f"keep must have shape ({x.shape[0]},), got {tuple(keep.shape)}")
+    k = keep.to(device=x.device, dtype=torch.bool).view(-1, *([1] * (x.dim() - 1)))
+    return torch.where(k, x, torch.zeros((), dtype=x.dtype, device=x.device))

@@ -1,0 +1,221 @@
+"""Noise schedules (paper Eq. 1 and 3) and P2 loss weighting.
+
+The schedule is pure maths on float64 tables; the network never appears here. It also
+builds configured diffusers schedulers (``make_scheduler``) from its own betas via
+``trained_betas`` so that every schedule kind works with every sampler.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["ScheduleConfig", "NoiseSchedule", "make_betas", "p2_weight", "SAMPLERS"]
+
+#: sampler names accepted by :meth:`NoiseSchedule.make_scheduler` and :func:`scadm.diffusion.sample`.
+SAMPLERS = ("ddim", "ddpm", "dpm++")
+_SAMPLER_ALIASES = {
+    "ddim": "ddim",
+    "ddpm": "ddpm",
+    "dpm++": "dpm++",
+    "dpmpp": "dpm++",
+    "dpm++2m": "dpm++",
+    "dpmsolver++": "dpm++",
+}
+_KIND_ALIASES = {"ldm_linear": "ldm_linear", "scaled_linear": "ldm_linear", "linear": "linear", "cosine": "cosine"}
+
+
+@dataclass
+class ScheduleConfig:
+    """Forward-process schedule.
+
+    kind: "ldm_linear" (alias "scaled_linear"; LDM's "linear": linear in sqrt(beta), the
+    SCA-DM/LDM default), "linear" (plain linspace of beta) or "cosine" (Nichol & Dhariwal
+    2021 with offset ``cosine_s``, betas clipped at 0.999; beta_start/beta_end unused).
+    """
+
+    kind: str = "ldm_linear"
+    beta_start: float = 0.0015
+    beta_end: float = 0.0195
+    num_train_timesteps: int = 1000
+    cosine_s: float = 0.008
+
+
+def normalize_kind(kind: str) -> str:
+    try:
+        return _KIND_ALIASES[kind.lower()]
+    except KeyError:
+        raise ValueError(f"unknown schedule kind {kind!r}; expected one of {sorted(_KIND_ALIASES)}") from None
+
+
+def normalize_sampler(sampler: str) -> str:
+    try:
+        return _SAMPLER_ALIASES[sampler.lower()]
+    except KeyError:
+        raise ValueError(f"unknown sampler {sampler!r}; expected one of {SAMPLERS}") from None
+
+
+def make_betas(cfg: ScheduleConfig) -> np.ndarray:
+    """float64 betas of length ``cfg.num_train_timesteps``."""
+    T = int(cfg.num_train_timesteps)
+    if T < 1:
+        raise ValueError("num_train_timesteps must be >= 1")
+    kind = normalize_kind(cfg.kind)
+    if kind == "ldm_linear":
+        betas = np.linspace(cfg.beta_start**0.5, cfg.beta_end**0.5, T, dtype=np.float64) ** 2
+    elif kind == "linear":
+        betas = np.linspace(cfg.beta_start, cfg.beta_end, T, dtype=np.float64)
+    else:  # cosine
+        s = float(cfg.cosine_s)
+        steps = np.arange(T + 1, dtype=np.float64) / T
+        f = np.cos((steps + s) / (1 + s) * math.pi / 2) ** 2
+        ab = f / f[0]
+        betas = np.clip(1.0 - ab[1:] / ab[:-1], 0.0, 0.999)
+    if not (np.all(betas > 0) and np.all(betas < 1)):
+        raise ValueError("betas must lie in (0, 1)")
+    return betas
+
+
+class NoiseSchedule:
+    """Discrete DDPM schedule with float64 tables.
+
+    Attributes (float64 torch tensors on CPU, length T): ``betas``, ``alphas``,
+    ``alphas_cumprod`` (alpha_bar_t, Eq. 3). Timesteps are 0-based: index t in
+    ``0..T-1`` is the paper's step t+1.
+    """
+
+    def __init__(self, config: ScheduleConfig | None = None, **overrides: Any) -> None:
+        config = config if config is not None else ScheduleConfig()
+        if overrides:
+            config = ScheduleConfig(**{**asdict(config), **overrides})
+        self.config = config
+        self.kind = normalize_kind(config.kind)
+        self.num_train_timesteps = int(config.num_train_timesteps)
+        betas = make_betas(config)
+        self.betas = torch.from_numpy(betas)
+        self.alphas = 1.0 - self.betas
+        self.alphas_cumprod = torch.cumprod(self.alphas, dim=0)
+        self._device_cache: dict[torch.device, Tensor] = {}
+
+    # ------------------------------------------------------------------ tables
+    def __len__(self) -> int:
+        return self.num_train_timesteps
+
+    def __repr__(self) -> str:
+        return f"NoiseSchedule({self.config})"
+
+    @property
+    def betas_np(self) -> np.ndarray:
+        return self.betas.numpy()
+
+    def _ab_on(self, device: torch.device) -> Tensor:
+        device = torch.device(device)
+        if device.type == "cpu":
+            return self.alphas_cumprod
+        tab = self._device_cache.get(device)
+        if tab is None:
+            tab = self.alphas_cumprod.to(device)
+            self._device_cache[device] = tab
+        return tab
+
+    def _as_t(self, t: Tensor | int | list[int]) -> Tensor:
+        t = torch.as_tensor(t)
+        if t.dtype.is_floating_point:
+            raise TypeError("timesteps must be integers")
+        return t.long()
+
+    def alpha_bar(self, t: Tensor | int) -> Tensor:
+        """alpha_bar_t (float64, on t's device, t's shape)."""
+        t = self._as_t(t)
+        return self._ab_on(t.device)[t]
+
+    def snr(self, t: Tensor | int) -> Tensor:
+        """Signal-to-noise ratio alpha_bar_t / (1 - alpha_bar_t) (float64)."""
+        ab = self.alpha_bar(t)
+        return ab / (1.0 - ab)
+
+    # ----------------------------------------------------------- forward process
+    def q_sample(self, x0: Tensor, t: Tensor, eps: Tensor) -> Tensor:
+        """Eq. 3: x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps.
+
+        ``t`` is a LongTensor[B] (or scalar); coefficients broadcast over trailing dims.
+        The result has x0's dtype (coefficients computed in float64 then cast).
+        """
+        t = self._as_t(t).to(x0.device)
+        ab = self.alpha_bar(t)
+        if ab.dim() == 1:
+            ab = ab.view(-1, *([1] * (x0.dim() - 1)))
+        a = ab.sqrt().to(x0.dtype)
+        b = (1.0 - ab).sqrt().to(x0.dtype)
+        return a * x0 + b * eps.to(x0.dtype)
+
+    # ---------------------------------------------------------------- samplers
+    def make_scheduler(self, sampler: str = "ddim", **kw: Any):
+        """A fresh, configured diffusers scheduler for ``sampler`` built from these betas.
+
+        ddim:  DDIMScheduler with LDM's exact settings (clip_sample=False,
+               set_alpha_to_one=False, steps_offset=1, timestep_spacing="leading").
+        ddpm:  DDPMScheduler, variance_type="fixed_small" (LDM), "leading" spacing so that
+               fewer than T steps are possible (steps = T gives the full chain 999..0).
+        dpm++: DPMSolverMultistepScheduler, algorithm_type="dpmsolver++", solver_order=2,
+               use_karras_sigmas=True ("DPM++ 2M Karras"; with diffusers' default uniform
+               spacing the last step jumps from t ~ T/steps straight to x_0, which
+               visibly under-disperses samples at 10-50 steps; see tests/docs), except
+               for the cosine schedule (uniform spacing there).
+        Keyword arguments override any of these settings.
+        """
+        from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+
+        name = normalize_sampler(sampler)
+        common: dict[str, Any] = dict(
+            num_train_timesteps=self.num_train_timesteps,
+            trained_betas=self.betas_np.copy(),
+            prediction_type="epsilon",
+        )
+        if name == "ddim":
+            opts = dict(
+                clip_sample=False,
+                set_alpha_to_one=False,
+                steps_offset=1,
+                timestep_spacing="leading",
+                thresholding=False,
+            )
+            cls = DDIMScheduler
+        elif name == "ddpm":
+            opts = dict(
+                variance_type="fixed_small",
+                clip_sample=False,
+                thresholding=False,
+                timestep_spacing="leading",
+                steps_offset=0,
+            )
+            cls = DDPMScheduler
+        else:
+            # Karras spacing is wasteful for the cosine schedule (its clipped betas make
+            # sigma_max huge, so many steps round to t = 999): uniform spacing there.
+            opts = dict(
+                algorithm_type="dpmsolver++",
+                solver_order=2,
+                use_karras_sigmas=self.kind != "cosine",
+                thresholding=False,
+            )
+            cls = DPMSolverMultistepScheduler
+        opts = {**common, **opts, **kw}
+        return cls(**opts)
+
+
+def p2_weight(
+    schedule: NoiseSchedule, t: Tensor, k: float = 1.0, gamma: float = 0.5, dtype: torch.dtype = torch.float32
+) -> Tensor:
+    """P2 weight 1 / (k + SNR(t))^gamma (Choi et al. 2022), not normalised.
+
+    With k = 1 this equals (1 - alpha_bar_t)^gamma. Computed in float64, returned as
+    ``dtype`` on t's device.
+    """
+    w = (k + schedule.snr(t)) ** (-gamma)
+    return w.to(dtype)
