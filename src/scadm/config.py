@@ -23,8 +23,8 @@ from .diffusion.schedule import ScheduleConfig
 SCHEMA_VERSION = 1
 
 __all__ = [
-    "SCHEMA_VERSION", "UNetConfig", "StyleEncoderConfig", "ConditioningConfig", "SamplingConfig",
-    "ModelConfig", "load_config", "list_presets", "from_dict", "to_dict",
+    "SCHEMA_VERSION", "AutoencoderConfig", "UNetConfig", "StyleEncoderConfig", "ConditioningConfig", "SamplingConfig",
+    "ModelConfig", "TrainConfig", "AutoencoderTrainConfig", "Recipe", "load_config", "load_recipe", "list_presets", "from_dict", "to_dict",
 ]
 
 
@@ -105,6 +105,27 @@ class SamplingConfig:
 
 
 @dataclass
+class AutoencoderConfig:
+    """First stage (diffusers VQModel or AutoencoderKL). Defaults = LDM's VQ-f4 (CompVis/ldm-celebahq-256 vqvae)."""
+
+    #: "vq" (VQ-regularised, diffusion on the pre-quantisation latent) or "kl"
+    type: str = "vq"
+    in_channels: int = 3
+    latent_channels: int = 3
+    block_out_channels: tuple[int, ...] = (128, 256, 512)
+    layers_per_block: int = 2
+    norm_num_groups: int = 32
+    num_vq_embeddings: int = 8192
+    vq_embed_dim: int = 3
+    mid_block_add_attention: bool = True
+    sample_size: int = 256
+
+    @property
+    def downsample(self) -> int:
+        return 2 ** (len(self.block_out_channels) - 1)
+
+
+@dataclass
 class ModelConfig:
     """Everything needed to rebuild a model; saved next to its weights."""
 
@@ -180,6 +201,86 @@ class ModelConfig:
         if self.sampling.null_condition not in ("style", "full"):
             raise ValueError("sampling.null_condition must be 'style' or 'full'")
         return self
+
+
+@dataclass
+class TrainConfig:
+    """Latent diffusion training (``scadm train``). Defaults = the released SCA-DM recipe."""
+
+    batch_size: int = 8
+    grad_accum: int = 1
+    #: LDM's convention: lr = base_lr x batch_size x grad_accum x processes (used when lr is None)
+    base_lr: float = 2.0e-6
+    #: an absolute learning rate (overrides base_lr)
+    lr: float | None = None
+    weight_decay: float = 0.01
+    warmup_steps: int = 0
+    max_steps: int = 100_000
+    #: probability of replacing a sample's style image by zeros (SCA-DM: 0.5)
+    style_dropout: float = 0.5
+    #: probability of also zeroing the mask (trains the 'full' null condition of Eq. 4)
+    mask_dropout: float = 0.0
+    #: P2 weighting 1 / (k + SNR(t))^gamma; gamma 0 = off
+    p2_gamma: float = 0.0
+    p2_k: float = 1.0
+    ema_decay: float = 0.9999
+    #: LDM's EMA warm-up: decay_n = min(decay, (1 + n) / (10 + n))
+    ema_warmup: bool = True
+    grad_clip: float = 0.0
+    #: "auto" (bf16 autocast on GPU, fp32 on CPU), "no", "bf16", "fp16"
+    mixed_precision: str = "auto"
+    #: random horizontal flip with left/right class swap (SCA-DM: off)
+    flip: bool = False
+    num_workers: int = 2
+    log_every: int = 25
+    sample_every: int = 1000
+    checkpoint_every: int = 1000
+    keep_last: int = 3
+    seed: int = 0
+    cache_latents: bool = False
+    #: first-stage folder (diffusers format); relative paths are relative to the repository root
+    autoencoder: str | None = None
+    #: sampling steps for the preview grids
+    preview_steps: int = 25
+
+
+@dataclass
+class AutoencoderTrainConfig:
+    """First-stage training (``scadm train-autoencoder``), after LDM's VQ/KL + PatchGAN recipe."""
+
+    batch_size: int = 16
+    lr: float = 4.5e-6
+    #: multiply lr by batch_size (LDM's autoencoder convention)
+    scale_lr: bool = True
+    max_steps: int = 100_000
+    l1_weight: float = 1.0
+    #: LPIPS weight; used only when lpips_vgg and lpips_lin are local weight files
+    perceptual_weight: float = 1.0
+    lpips_vgg: str | None = None
+    lpips_lin: str | None = None
+    codebook_weight: float = 1.0
+    kl_weight: float = 1.0e-6
+    disc_start: int = 50_001
+    disc_weight: float = 0.75
+    disc_channels: int = 64
+    disc_layers: int = 3
+    num_workers: int = 2
+    log_every: int = 25
+    checkpoint_every: int = 1000
+    keep_last: int = 2
+    seed: int = 0
+    flip: bool = True
+    mixed_precision: str = "auto"
+
+
+@dataclass
+class Recipe:
+    """A whole recipe: the model, its first stage, and how to train each."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    training: TrainConfig = field(default_factory=TrainConfig)
+    autoencoder_training: AutoencoderTrainConfig = field(default_factory=AutoencoderTrainConfig)
 
 
 # ---------------------------------------------------------------------------
@@ -272,21 +373,41 @@ def read_config_mapping(spec: str | Path) -> tuple[dict, str]:
     return data, str(path)
 
 
-def load_config(spec: str | Path | dict | ModelConfig) -> ModelConfig:
-    """A validated ModelConfig from a preset name, a YAML/JSON file, a mapping or a ModelConfig.
+def load_recipe(spec: str | Path | dict | Recipe) -> Recipe:
+    """A validated Recipe from a preset name, a YAML/JSON file or a mapping.
 
-    A file may hold the model config at the top level or under a ``model:`` key (a training
-    config keeps its other sections beside it).
+    A file holds the sections ``model``, ``autoencoder``, ``training`` and
+    ``autoencoder_training`` (each optional); a file with only model keys at the top level
+    is read as the ``model`` section.
     """
+    if isinstance(spec, Recipe):
+        recipe = spec
+    else:
+        data, where = (spec, "config") if isinstance(spec, dict) else read_config_mapping(spec)
+        sections = {f.name for f in dataclasses.fields(Recipe)}
+        if not set(data) & sections:
+            data = {"model": data}
+        recipe = from_dict(Recipe, data, where)
+    recipe.model.validate()
+    if recipe.autoencoder.type not in ("vq", "kl"):
+        raise ValueError(f"autoencoder.type must be vq or kl, not {recipe.autoencoder.type!r}")
+    if recipe.autoencoder.downsample != recipe.model.latent_downsample:
+        raise ValueError(
+            f"the autoencoder downsamples by {recipe.autoencoder.downsample} but model.latent_downsample is "
+            f"{recipe.model.latent_downsample}"
+        )
+    if recipe.autoencoder.latent_channels != recipe.model.latent_channels:
+        raise ValueError("autoencoder.latent_channels must equal model.latent_channels")
+    return recipe
+
+
+def load_config(spec: str | Path | dict | ModelConfig) -> ModelConfig:
+    """A validated ModelConfig from a preset name, a YAML/JSON file (its ``model`` section), a mapping or a ModelConfig."""
     if isinstance(spec, ModelConfig):
         return spec.validate()
-    if isinstance(spec, dict):
-        data, where = spec, "config"
-    else:
-        data, where = read_config_mapping(spec)
-    if "model" in data:
-        data, where = data["model"], f"{where}:model"
-    return from_dict(ModelConfig, data, where).validate()
+    if isinstance(spec, dict) and "model" not in spec:
+        return from_dict(ModelConfig, spec, "config").validate()
+    return load_recipe(spec).model
 
 
 def save_config(cfg: Any, path: str | Path) -> None:

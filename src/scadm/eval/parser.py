@@ -1,0 +1,446 @@
+"""Face parsers for mIoU / pixel accuracy of generated images.
+
+- :class:`BiSeNet`: this project's implementation of face-parsing.PyTorch's BiSeNet
+  (ResNet-18 context path, attention refinement at 1/16 and 1/32, feature fusion, three
+  heads), keyed so that its released ``79999_iter.pth`` loads strictly. Its spatial path is
+  the ResNet's stride-8 feature, as in that repository. Nothing is downloaded.
+  :class:`BiSeNetParser` wraps it with the repository's preprocessing (512 px, ImageNet
+  mean/std) and maps its label order to the official CelebAMask-HQ order.
+- :class:`CompactParser`: a small U-Net trained by ``scadm train-parser`` on any prepared
+  dataset (synthetic faces, custom label sets); its test-split mIoU is the ceiling that
+  generated images can reach.
+
+Both expose ``parse(images in [-1, 1]) -> (B, H, W) ids`` and ``features(images) -> (B, F)``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..labels import FACE_PARSING_TO_OFFICIAL
+from ..nn.resnet import ResNet18
+from .metrics import ConfusionMatrix
+from .weights import MissingWeightsError, load_state_dict, load_strict
+
+__all__ = [
+    "BiSeNet",
+    "BiSeNetParser",
+    "load_bisenet",
+    "CompactParser",
+    "train_parser",
+    "evaluate_parser",
+    "save_compact_parser",
+    "load_parser",
+    "BISENET_WEIGHTS",
+    "BISENET_SOURCE",
+]
+
+BISENET_WEIGHTS = "79999_iter.pth"
+BISENET_SOURCE = "face-parsing.PyTorch (github.com/zllrunning/face-parsing.PyTorch, README: the Google Drive link to 79999_iter.pth)"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+# ============================================================================ BiSeNet
+class ConvBNReLU(nn.Module):
+    def __init__(self, cin: int, cout: int, ks: int = 3, stride: int = 1, padding: int = 1) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, ks, stride=stride, padding=padding, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.bn(self.conv(x)))
+
+
+class BiSeNetOutput(nn.Module):
+    def __init__(self, cin: int, mid: int, n_classes: int) -> None:
+        super().__init__()
+        self.conv = ConvBNReLU(cin, mid, 3, 1, 1)
+        self.conv_out = nn.Conv2d(mid, n_classes, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv_out(self.conv(x))
+
+
+class AttentionRefinementModule(nn.Module):
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.conv = ConvBNReLU(cin, cout, 3, 1, 1)
+        self.conv_atten = nn.Conv2d(cout, cout, 1, bias=False)
+        self.bn_atten = nn.BatchNorm2d(cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feat = self.conv(x)
+        att = torch.sigmoid(self.bn_atten(self.conv_atten(F.adaptive_avg_pool2d(feat, 1))))
+        return feat * att
+
+
+class ContextPath(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.resnet = ResNet18(in_channels=3, num_classes=None)
+        self.arm16 = AttentionRefinementModule(256, 128)
+        self.arm32 = AttentionRefinementModule(512, 128)
+        self.conv_head32 = ConvBNReLU(128, 128, 3, 1, 1)
+        self.conv_head16 = ConvBNReLU(128, 128, 3, 1, 1)
+        self.conv_avg = ConvBNReLU(512, 128, 1, 1, 0)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        _, feat8, feat16, feat32 = self.resnet.features(x)
+        avg = self.conv_avg(F.adaptive_avg_pool2d(feat32, 1))
+        avg_up = F.interpolate(avg, feat32.shape[2:], mode="nearest")
+        feat32_up = F.interpolate(self.arm32(feat32) + avg_up, feat16.shape[2:], mode="nearest")
+        feat32_up = self.conv_head32(feat32_up)
+        feat16_up = F.interpolate(self.arm16(feat16) + feat32_up, feat8.shape[2:], mode="nearest")
+        feat16_up = self.conv_head16(feat16_up)
+        return feat8, feat16_up, feat32_up
+
+
+class FeatureFusionModule(nn.Module):
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.convblk = ConvBNReLU(cin, cout, 1, 1, 0)
+        self.conv1 = nn.Conv2d(cout, cout // 4, 1, bias=False)
+        self.conv2 = nn.Conv2d(cout // 4, cout, 1, bias=False)
+
+    def forward(self, fsp: torch.Tensor, fcp: torch.Tensor) -> torch.Tensor:
+        feat = self.convblk(torch.cat([fsp, fcp], 1))
+        att = torch.sigmoid(self.conv2(F.relu(self.conv1(F.adaptive_avg_pool2d(feat, 1)))))
+        return feat * att + feat
+
+
+class BiSeNet(nn.Module):
+    """face-parsing.PyTorch's BiSeNet; ``forward`` returns the three heads' logits at input size."""
+
+    def __init__(self, n_classes: int = 19) -> None:
+        super().__init__()
+        self.n_classes = n_classes
+        self.cp = ContextPath()
+        self.ffm = FeatureFusionModule(256, 256)
+        self.conv_out = BiSeNetOutput(256, 256, n_classes)
+        self.conv_out16 = BiSeNetOutput(128, 64, n_classes)
+        self.conv_out32 = BiSeNetOutput(128, 64, n_classes)
+
+    def fused(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        feat_res8, feat_cp8, feat_cp16 = self.cp(x)
+        return self.ffm(feat_res8, feat_cp8), feat_cp8, feat_cp16
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        size = x.shape[2:]
+        fuse, cp8, cp16 = self.fused(x)
+        outs = (self.conv_out(fuse), self.conv_out16(cp8), self.conv_out32(cp16))
+        return tuple(F.interpolate(o, size, mode="bilinear", align_corners=True) for o in outs)
+
+
+def load_bisenet(path: str | os.PathLike, n_classes: int = 19) -> BiSeNet:
+    """Load face-parsing.PyTorch's ``79999_iter.pth`` (strict) into :class:`BiSeNet` (eval mode)."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise MissingWeightsError(
+            f"face parser: {p} does not exist; bring {BISENET_WEIGHTS} from {BISENET_SOURCE}"
+        )
+    net = BiSeNet(n_classes)
+    load_strict(net, load_state_dict(p), str(p))
+    return net.eval()
+
+
+class BiSeNetParser(nn.Module):
+    """BiSeNet with its preprocessing; ``parse`` returns official CelebAMask-HQ ids.
+
+    Args:
+        net: a loaded :class:`BiSeNet` (see :func:`load_bisenet`).
+        input_size: the side the network sees (512, as face-parsing.PyTorch).
+        official_order: map the parser's label order to the official order (default).
+    """
+
+    kind = "bisenet"
+
+    def __init__(self, net: BiSeNet, input_size: int = 512, official_order: bool = True) -> None:
+        super().__init__()
+        self.net = net.eval()
+        self.input_size = input_size
+        self.official_order = official_order
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("to_official", torch.as_tensor(FACE_PARSING_TO_OFFICIAL), persistent=False)
+        self.num_classes = net.n_classes
+        self.num_features = 256
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, **kwargs) -> "BiSeNetParser":
+        return cls(load_bisenet(path), **kwargs)
+
+    def _prep(self, images: torch.Tensor) -> torch.Tensor:
+        x = (images.float().clamp(-1, 1) + 1) / 2
+        if x.shape[-2:] != (self.input_size, self.input_size):
+            x = F.interpolate(x, (self.input_size, self.input_size), mode="bilinear", align_corners=False)
+        return (x - self.mean) / self.std
+
+    @torch.no_grad()
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 19, S, S) logits of the first head in the parser's own label order."""
+        return self.net(self._prep(images))[0]
+
+    @torch.no_grad()
+    def parse(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in [-1, 1] -> (B, H, W) long ids (official order unless disabled)."""
+        ids = self.logits(images).argmax(1)
+        if self.official_order:
+            ids = self.to_official[ids]
+        if ids.shape[-2:] != images.shape[-2:]:
+            ids = F.interpolate(ids[:, None].float(), images.shape[-2:], mode="nearest")[:, 0].long()
+        return ids
+
+    @torch.no_grad()
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 256) globally pooled fused features."""
+        return self.net.fused(self._prep(images))[0].mean(dim=(2, 3))
+
+
+# ============================================================================ compact parser
+def _conv_bn(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+def _block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(*_conv_bn(cin, cout), *_conv_bn(cout, cout))
+
+
+class CompactParser(nn.Module):
+    """A small U-Net for semantic parsing of any label set, cheap enough to train on a CPU.
+
+    A single full-resolution conv (stem) feeds an encoder at 1/2, 1/4 and 1/8 resolution;
+    the decoder comes back to 1/2, is upsampled, concatenated with the stem and refined by
+    one full-resolution conv before the 1x1 classifier. ``width`` 24 gives about 0.27 M, 32 about 0.48 M
+    parameters. Input (B, in_channels, H, W) in [-1, 1], H and W divisible by 8; output
+    (B, num_classes, H, W) logits.
+    """
+
+    kind = "compact"
+
+    def __init__(self, num_classes: int = 19, width: int = 24, in_channels: int = 3) -> None:
+        super().__init__()
+        self.num_classes, self.width, self.in_channels = num_classes, width, in_channels
+        w = width
+        self.stem = nn.Sequential(*_conv_bn(in_channels, w // 2))
+        self.enc1 = _block(w // 2, w)  # 1/2
+        self.enc2 = _block(w, 2 * w)  # 1/4
+        self.mid = _block(2 * w, 4 * w)  # 1/8
+        self.dec2 = _block(4 * w + 2 * w, 2 * w)  # 1/4
+        self.dec1 = _block(2 * w + w, w)  # 1/2
+        self.out = nn.Sequential(*_conv_bn(w + w // 2, w // 2))  # full resolution
+        self.head = nn.Conv2d(w // 2, num_classes, 1)
+        self.num_features = 4 * w + w
+
+    def config(self) -> dict:
+        return {"num_classes": self.num_classes, "width": self.width, "in_channels": self.in_channels}
+
+    def _encode(self, x: torch.Tensor):
+        h, w = x.shape[-2:]
+        if h % 8 or w % 8:
+            raise ValueError(f"CompactParser needs sides divisible by 8, got {h}x{w}")
+        s = self.stem(x)
+        e1 = self.enc1(F.max_pool2d(s, 2))
+        e2 = self.enc2(F.max_pool2d(e1, 2))
+        m = self.mid(F.max_pool2d(e2, 2))
+        return s, e1, e2, m
+
+    @staticmethod
+    def _up(t: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(t, scale_factor=2, mode="bilinear", align_corners=False)
+
+    def _decode(self, s, e1, e2, m) -> tuple[torch.Tensor, torch.Tensor]:
+        d2 = self.dec2(torch.cat([self._up(m), e2], 1))
+        d1 = self.dec1(torch.cat([self._up(d2), e1], 1))
+        return d1, self.out(torch.cat([self._up(d1), s], 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self._decode(*self._encode(x))[1])
+
+    @torch.no_grad()
+    def parse(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in [-1, 1] -> (B, H, W) long ids in the training data's label set."""
+        return self.forward(images.float()).argmax(1)
+
+    @torch.no_grad()
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 5 * width): pooled bottleneck and pooled 1/2-resolution decoder features."""
+        s, e1, e2, m = self._encode(images.float())
+        d1, _ = self._decode(s, e1, e2, m)
+        return torch.cat([m.mean(dim=(2, 3)), d1.mean(dim=(2, 3))], 1)
+
+
+def _pick_device(device: str | torch.device | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@torch.no_grad()
+def evaluate_parser(
+    parser: nn.Module, loader, num_classes: int, device: torch.device | str = "cpu"
+) -> dict:
+    """mIoU / pixel accuracy / per-class IoU of ``parser.parse`` over a loader of FaceDataset items."""
+    cm = ConfusionMatrix(num_classes)
+    was_training = parser.training
+    parser.eval()
+    for batch in loader:
+        pred = parser.parse(batch["image"].to(device))
+        cm.update(pred.cpu(), batch["label"])
+    parser.train(was_training)
+    return cm.scores()
+
+
+def save_compact_parser(parser: CompactParser, out: str | os.PathLike, info: dict) -> Path:
+    """Write ``parser.safetensors`` + ``parser.json`` (config, label names, metrics, training args)."""
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in parser.state_dict().items()}, str(out / "parser.safetensors"))
+    meta = {"kind": "compact-parser", "config": parser.config(), **info}
+    (out / "parser.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return out
+
+
+def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """1 - soft Dice, averaged over the classes present in the batch's targets."""
+    probs = logits.float().softmax(1)
+    onehot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2).to(probs.dtype)
+    inter = (probs * onehot).sum(dim=(0, 2, 3))
+    denom = probs.sum(dim=(0, 2, 3)) + onehot.sum(dim=(0, 2, 3))
+    dice = 1 - (2 * inter + smooth) / (denom + smooth)
+    present = onehot.sum(dim=(0, 2, 3)) > 0
+    return dice[present].mean()
+
+
+def _infinite(loader):
+    while True:
+        yield from loader
+
+
+def train_parser(
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    steps: int = 3000,
+    size: int | None = None,
+    batch_size: int = 32,
+    lr: float = 3e-3,
+    weight_decay: float = 1e-4,
+    width: int = 24,
+    seed: int = 0,
+    workers: int = 0,
+    device: str | torch.device | None = None,
+    eval_split: str = "test",
+    progress: Callable[[int, int, float], None] | None = None,
+    dice_weight: float = 1.0,
+) -> dict:
+    """Train a :class:`CompactParser` on the train split of a prepared dataset and score it on ``eval_split``.
+
+    Cross-entropy plus a soft Dice loss (``dice_weight``; it makes small parts such as the nose,
+    mouth or earrings learn early, which is what mIoU rewards), AdamW with a one-cycle cosine schedule, flip augmentation (left/right classes
+    swapped by FaceDataset). Writes ``parser.safetensors`` and ``parser.json`` to ``out`` and
+    returns the JSON content. ``progress(step, steps, loss)`` is called after every step.
+    """
+    from torch.utils.data import DataLoader
+
+    from ..data.dataset import FaceDataset
+
+    if steps < 1:
+        raise ValueError("--steps must be at least 1")
+    dev = _pick_device(device)
+    torch.manual_seed(seed)
+    train_set = FaceDataset(data, "train", size=size, flip=True, with_attributes=False)
+    test_set = FaceDataset(data, eval_split, size=size, flip=False, with_attributes=False)
+    num_classes = train_set.num_classes
+    g = torch.Generator().manual_seed(seed)
+    loader = DataLoader(
+        train_set, batch_size=min(batch_size, len(train_set)), shuffle=True, drop_last=len(train_set) >= batch_size,
+        num_workers=workers, generator=g, persistent_workers=workers > 0,
+    )
+    model = CompactParser(num_classes, width).to(dev)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    start = time.time()
+    it = _infinite(loader)
+    loss_ema = None
+    model.train()
+    for step in range(1, steps + 1):
+        batch = next(it)
+        logits = model(batch["image"].to(dev))
+        target = batch["label"].to(dev)
+        loss = F.cross_entropy(logits, target) + dice_weight * soft_dice_loss(logits, target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        v = loss.item()
+        if not math.isfinite(v):
+            raise ValueError(f"training diverged at step {step} (loss {v}); lower --lr")
+        loss_ema = v if loss_ema is None else 0.95 * loss_ema + 0.05 * v
+        if progress is not None:
+            progress(step, steps, loss_ema)
+    train_seconds = time.time() - start
+    test_loader = DataLoader(test_set, batch_size=64, shuffle=False, num_workers=workers)
+    scores = evaluate_parser(model, test_loader, num_classes, dev)
+    info = {
+        "label_set": train_set.label_set.to_dict(),
+        "data": str(Path(data)),
+        "size": list(train_set.size) if train_set.size else None,
+        "train": {
+            "steps": steps, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "seed": seed,
+            "dice_weight": dice_weight, "final_loss_ema": loss_ema, "seconds": round(train_seconds, 2), "device": str(dev),
+            "num_train": len(train_set), "parameters": sum(p.numel() for p in model.parameters()),
+        },
+        "metrics": {"split": eval_split, "num_images": len(test_set), **scores},
+    }
+    save_compact_parser(model.cpu(), out, info)
+    return {"kind": "compact-parser", "config": model.config(), **info}
+
+
+def _load_compact(folder: Path) -> CompactParser:
+    from safetensors.torch import load_file
+
+    meta_path, weights = folder / "parser.json", folder / "parser.safetensors"
+    if not weights.is_file():
+        raise FileNotFoundError(f"{folder}: no parser.safetensors; train one with `scadm train-parser`")
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else None
+    if not meta or meta.get("kind") != "compact-parser":
+        raise ValueError(f"{meta_path}: not a compact-parser description (written by `scadm train-parser`)")
+    model = CompactParser(**meta["config"])
+    load_strict(model, load_file(str(weights)), str(weights))
+    model.label_names = tuple(meta.get("label_set", {}).get("classes", ()))
+    model.metrics = meta.get("metrics", {})
+    return model.eval()
+
+
+def load_parser(path: str | os.PathLike) -> nn.Module:
+    """A parser from a compact-parser run folder (or its parser.json / parser.safetensors), or a
+    BiSeNet ``.pth`` (face-parsing.PyTorch's ``79999_iter.pth``) -> :class:`BiSeNetParser`.
+
+    Both have ``parse(images in [-1, 1])`` (ids in the label set they were trained on; BiSeNet
+    maps to the official CelebAMask-HQ order) and ``features(images)``.
+    """
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise FileNotFoundError(
+            f"{p}: parser not found; give a `scadm train-parser` run folder or {BISENET_WEIGHTS} ({BISENET_SOURCE})"
+        )
+    if p.is_dir():
+        return _load_compact(p)
+    if p.name in ("parser.json", "parser.safetensors"):
+        return _load_compact(p.parent)
+    if p.suffix in (".pth", ".pt", ".ckpt", ".bin"):
+        return BiSeNetParser.from_file(p).eval()
+    raise ValueError(f"{p}: unknown parser file; expected a run folder with parser.json or a BiSeNet .pth")
+
+

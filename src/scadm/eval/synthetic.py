@@ -1,0 +1,301 @@
+"""The synthetic ground-truth benchmark of controllability (``scadm eval synthetic``).
+
+Held-out synthetic faces (:func:`scadm.data.synthetic_split_ids` ``"test"``) have a known
+style per region: a base colour that equals the region's mean colour in the rendered image.
+So after an edit we can ask, region by region, whether the generated colour is closer to the
+style it should have than to the alternative. All distances are Euclidean in RGB (0..255)
+between the *mean colour of the generated image inside the region* (the generation mask,
+eroded by one pixel where the region is large enough, so boundary blur does not count) and
+a style's base colour.
+
+Protocols (pairs: target = face i, reference = face i + 1 of the test split):
+
+reconstruction_success   own style vs a random other face's style for that region
+total_swap_success       reference's style vs the target's, for regions present in both
+partial_swap_success     one part p swapped (p cycles over every class present in both faces,
+                         each eye alone included): p ends closer to the reference than to the target
+partial_swap_preserved   in the same images, every other region present in both faces stays
+                         closer to the target than to the reference
+mixed_success            reference style for the parts {hair, l_eye, u_lip, cloth}, noise for the
+                         rest: those parts closer to the reference than to a random other face
+interpolation_monotonic  alphas 0, .25, .5, .75, 1 on one swapped part: the region colour's
+                         projection on the target -> reference line never decreases by more
+                         than 10 % of the line (parts whose two colours differ by >= 40)
+noise_miou_ratio         parser mIoU of noise-based samples / parser mIoU of real test faces
+
+Chance is 0.5 for the success rates. A model that ignores the style scores about 0.5 on
+reconstruction and mixing, about 0 on swaps (it keeps the target's colours) and about 1 on
+"preserved"; a perfect one scores 1 everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..labels import CELEBAMASK_HQ
+
+MIX_PARTS = ("hair", "l_eye", "u_lip", "cloth")
+ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+# ---------------------------------------------------------------------------
+# measuring
+# ---------------------------------------------------------------------------
+def region_means(image: np.ndarray, label: np.ndarray, erode: bool = True) -> dict[int, np.ndarray]:
+    """Mean RGB colour of each class region of an (H, W, 3) uint8 image, by an (H, W) label map."""
+    out: dict[int, np.ndarray] = {}
+    img = image.astype(np.float64)
+    for c in np.unique(label):
+        m = label == c
+        if erode:
+            inner = m.copy()
+            inner[1:, :] &= m[:-1, :]
+            inner[:-1, :] &= m[1:, :]
+            inner[:, 1:] &= m[:, :-1]
+            inner[:, :-1] &= m[:, 1:]
+            if inner.sum() >= 4:
+                m = inner
+        out[int(c)] = img[m].mean(axis=0)
+    return out
+
+
+def closer(measured: np.ndarray, wanted: Sequence[float], other: Sequence[float]) -> bool:
+    """Is `measured` strictly closer to `wanted` than to `other` (RGB Euclidean)?"""
+    return float(np.linalg.norm(measured - np.asarray(wanted))) < float(np.linalg.norm(measured - np.asarray(other)))
+
+
+def style_colors(styles: dict[str, dict]) -> dict[int, np.ndarray]:
+    """{class id: base colour} from a synthetic face's style records."""
+    return {CELEBAMASK_HQ.index(name): np.asarray(s["color"], dtype=np.float64) for name, s in styles.items()}
+
+
+@dataclass
+class Tally:
+    """Successes and trials, overall and per part."""
+
+    hits: int = 0
+    trials: int = 0
+    per_part: dict[str, list[int]] = field(default_factory=dict)
+
+    def add(self, part: int, ok: bool) -> None:
+        name = CELEBAMASK_HQ.names[part]
+        self.hits += int(ok)
+        self.trials += 1
+        rec = self.per_part.setdefault(name, [0, 0])
+        rec[0] += int(ok)
+        rec[1] += 1
+
+    @property
+    def rate(self) -> float:
+        return self.hits / self.trials if self.trials else float("nan")
+
+    def breakdown(self) -> dict[str, dict[str, float]]:
+        return {k: {"rate": v[0] / v[1], "n": v[1]} for k, v in sorted(self.per_part.items())}
+
+
+# ---------------------------------------------------------------------------
+# the benchmark
+# ---------------------------------------------------------------------------
+class SyntheticBenchmark:
+    """Runs the protocols with anything that has the pipeline's operations (a real
+    :class:`~scadm.pipeline.SCADMPipeline`, or a test double) on n held-out faces."""
+
+    def __init__(self, pipe: Any, n: int = 200, seed: int = 0, size: tuple[int, int] | None = None,
+                 batch_size: int = 16, sampling: dict | None = None, progress: Callable[[str, int], None] | None = None,
+                 face_seed: int = 0) -> None:
+        from ..data.synthetic import render_face, synthetic_split_ids
+
+        self.pipe, self.n, self.seed, self.batch_size = pipe, n, seed, batch_size
+        self.sampling = dict(sampling or {})
+        size = size or tuple(pipe.image_size)
+        ids = synthetic_split_ids("test", n + 1)
+        self.faces = [render_face(i, seed=face_seed, size=size) for i in ids]
+        self.colors = [style_colors(f.styles) for f in self.faces]
+        self.progress = progress or (lambda what, k: None)
+        self.rng = np.random.default_rng(seed)
+        self.timings: dict[str, float] = {}
+
+    # -------------------------------------------------------------- helpers
+    def _other(self, i: int, c: int) -> np.ndarray:
+        """The colour of class c in a random other face that has it."""
+        for _ in range(100):
+            j = int(self.rng.integers(0, len(self.faces)))
+            if j != i and c in self.colors[j]:
+                return self.colors[j][c]
+        return np.full(3, 127.5)
+
+    def _batches(self, items: list, fn: Callable[[list], list[np.ndarray]], what: str) -> list[np.ndarray]:
+        t0 = time.perf_counter()
+        out: list[np.ndarray] = []
+        for lo in range(0, len(items), self.batch_size):
+            out.extend(fn(items[lo:lo + self.batch_size]))
+            self.progress(what, len(out))
+        self.timings[what] = time.perf_counter() - t0
+        return out
+
+    @staticmethod
+    def _arrays(result) -> list[np.ndarray]:
+        return [np.asarray(im.convert("RGB")) for im in result.images]
+
+    def _face(self, i: int):
+        f = self.faces[i]
+        return (f.image, f.label)
+
+    # -------------------------------------------------------------- protocols
+    def reconstruction(self) -> Tally:
+        idx = list(range(self.n))
+        gens = self._batches(idx, lambda b: self._arrays(self.pipe.reconstruct(
+            [self.faces[i].image for i in b], [self.faces[i].label for i in b], seed=self.seed + b[0], **self.sampling)),
+            "reconstruction")
+        tally = Tally()
+        for i, g in zip(idx, gens):
+            means = region_means(g, self.faces[i].label)
+            for c, col in self.colors[i].items():
+                if c in means:
+                    tally.add(c, closer(means[c], col, self._other(i, c)))
+        return tally
+
+    def total_swap(self) -> Tally:
+        idx = list(range(self.n))
+        gens = self._batches(idx, lambda b: self._arrays(self.pipe.swap(
+            [self._face(i) for i in b], [self._face(i + 1) for i in b], None, seed=self.seed + b[0], **self.sampling)),
+            "total swap")
+        tally = Tally()
+        for i, g in zip(idx, gens):
+            means = region_means(g, self.faces[i].label)
+            for c in self.colors[i]:
+                if c in self.colors[i + 1] and c in means:
+                    tally.add(c, closer(means[c], self.colors[i + 1][c], self.colors[i][c]))
+        return tally
+
+    def _swap_parts(self) -> list[int]:
+        """Part swapped in pair i: cycles through the classes present in both faces (background excluded)."""
+        parts = []
+        for i in range(self.n):
+            shared = sorted(set(self.colors[i]) & set(self.colors[i + 1]) - {0})
+            parts.append(shared[i % len(shared)])
+        return parts
+
+    def partial_swap(self) -> tuple[Tally, Tally]:
+        parts = self._swap_parts()
+        idx = list(range(self.n))
+
+        def run(b: list[int]) -> list[np.ndarray]:
+            out = []
+            for i in b:  # parts differ per pair: one call each, same seeds as a batch would use
+                out.extend(self._arrays(self.pipe.swap(self._face(i), self._face(i + 1), [parts[i]],
+                                                       seed=self.seed + i, **self.sampling)))
+            return out
+
+        gens = self._batches(idx, run, "partial swap")
+        swapped, preserved = Tally(), Tally()
+        for i, g in zip(idx, gens):
+            means = region_means(g, self.faces[i].label)
+            p = parts[i]
+            if p in means:
+                swapped.add(p, closer(means[p], self.colors[i + 1][p], self.colors[i][p]))
+            for c in self.colors[i]:
+                if c != p and c in self.colors[i + 1] and c in means:
+                    preserved.add(c, closer(means[c], self.colors[i][c], self.colors[i + 1][c]))
+        return swapped, preserved
+
+    def mixed(self) -> Tally:
+        idx = list(range(self.n))
+        parts = [CELEBAMASK_HQ.index(p) for p in MIX_PARTS]
+
+        def run(b: list[int]) -> list[np.ndarray]:
+            out = []
+            for i in b:
+                out.extend(self._arrays(self.pipe.mix(self.faces[i].label, self._face(i + 1), list(MIX_PARTS),
+                                                      seed=self.seed + i, **self.sampling)))
+            return out
+
+        gens = self._batches(idx, run, "mixed")
+        tally = Tally()
+        for i, g in zip(idx, gens):
+            means = region_means(g, self.faces[i].label)
+            for c in parts:
+                if c in means and c in self.colors[i + 1]:
+                    tally.add(c, closer(means[c], self.colors[i + 1][c], self._other(i + 1, c)))
+        return tally
+
+    def interpolation(self, n: int | None = None, min_distance: float = 40.0, tolerance: float = 0.1) -> Tally:
+        parts = self._swap_parts()
+        idx = [i for i in range(n or self.n)
+               if np.linalg.norm(self.colors[i][parts[i]] - self.colors[i + 1][parts[i]]) >= min_distance]
+
+        def run(b: list[int]) -> list[np.ndarray]:
+            out = []
+            for i in b:
+                r = self.pipe.interpolate(self._face(i), self._face(i + 1), [parts[i]], alphas=ALPHAS,
+                                          seed=self.seed + i, **self.sampling)
+                out.append(np.stack(self._arrays(r)))
+            return out
+
+        gens = self._batches(idx, run, "interpolation")
+        tally = Tally()
+        for i, g in zip(idx, gens):
+            p = parts[i]
+            a, b = self.colors[i][p], self.colors[i + 1][p]
+            proj = []
+            for frame in g:
+                m = region_means(frame, self.faces[i].label).get(p)
+                proj.append(float(np.dot(m - a, b - a) / np.dot(b - a, b - a)) if m is not None else math.nan)
+            ok = all(not math.isnan(x) for x in proj) and all(y >= x - tolerance for x, y in zip(proj, proj[1:]))
+            tally.add(p, ok)
+        return tally
+
+    def noise_miou(self, parser) -> dict[str, float]:
+        """Parser mIoU on noise-based samples relative to its mIoU on the real test faces."""
+        from .metrics import ConfusionMatrix
+
+        idx = list(range(self.n))
+        gens = self._batches(idx, lambda b: self._arrays(self.pipe.generate(
+            np.stack([self.faces[i].label for i in b]), n=len(b), seed=self.seed + b[0], **self.sampling)), "noise-based")
+        fake, real = ConfusionMatrix(CELEBAMASK_HQ.num_classes), ConfusionMatrix(CELEBAMASK_HQ.num_classes)
+        with torch.no_grad():
+            for lo in range(0, self.n, 32):
+                hi = min(self.n, lo + 32)
+                labels = torch.from_numpy(np.stack([self.faces[i].label for i in range(lo, hi)]).astype(np.int64))
+                for images, cm in ((np.stack(gens[lo:hi]), fake), (np.stack([self.faces[i].image for i in range(lo, hi)]), real)):
+                    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+                    cm.update(parser.parse(x).cpu(), labels)
+        f, r = fake.miou(), real.miou()
+        return {"noise_miou": f, "real_miou": r, "noise_miou_ratio": f / r if r > 0 else float("nan"),
+                "noise_pixel_accuracy": fake.pixel_accuracy(), "real_pixel_accuracy": real.pixel_accuracy(),
+                "_generated": gens}
+
+    # -------------------------------------------------------------- everything
+    def run(self, parser=None, protocols: Sequence[str] | None = None) -> dict[str, Any]:
+        protocols = list(protocols or ("reconstruction", "total_swap", "partial_swap", "mixed", "interpolation", "noise"))
+        report: dict[str, Any] = {"n": self.n, "sampling": self.sampling, "seed": self.seed}
+        if "reconstruction" in protocols:
+            t = self.reconstruction()
+            report.update(reconstruction_success=t.rate, reconstruction_per_part=t.breakdown())
+        if "total_swap" in protocols:
+            t = self.total_swap()
+            report.update(total_swap_success=t.rate, total_swap_per_part=t.breakdown())
+        if "partial_swap" in protocols:
+            s, p = self.partial_swap()
+            report.update(partial_swap_success=s.rate, partial_swap_per_part=s.breakdown(),
+                          partial_swap_preserved=p.rate, partial_swap_preserved_per_part=p.breakdown())
+        if "mixed" in protocols:
+            t = self.mixed()
+            report.update(mixed_success=t.rate, mixed_per_part=t.breakdown())
+        if "interpolation" in protocols:
+            t = self.interpolation()
+            report.update(interpolation_monotonic=t.rate, interpolation_n=t.trials, interpolation_per_part=t.breakdown())
+        if "noise" in protocols and parser is not None:
+            scores = self.noise_miou(parser)
+            scores.pop("_generated")
+            report.update(scores)
+        report["seconds"] = dict(self.timings)
+        return report

@@ -1,0 +1,96 @@
+"""The first stage: an image autoencoder (diffusers' VQModel or AutoencoderKL).
+
+Diffusion runs on the autoencoder's latent z. For VQ models that is the *pre-quantisation*
+latent (LDM and SCA-DM: unscaled, ``latent_scale = 1``); decoding quantises first. For KL
+models it is the posterior mode (or a sample during training), times ``latent_scale``.
+
+The folder format is diffusers' ``save_pretrained`` (``config.json`` +
+``diffusion_pytorch_model.safetensors``), so the ``vqvae`` folder of diffusers'
+``CompVis/ldm-celebahq-256`` works directly as a first stage.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from ..config import AutoencoderConfig
+
+
+def build_autoencoder(cfg: AutoencoderConfig) -> nn.Module:
+    """A fresh diffusers VQModel / AutoencoderKL from our config."""
+    from diffusers import AutoencoderKL, VQModel
+
+    n = len(cfg.block_out_channels)
+    common = dict(
+        in_channels=cfg.in_channels, out_channels=cfg.in_channels,
+        down_block_types=("DownEncoderBlock2D",) * n, up_block_types=("UpDecoderBlock2D",) * n,
+        block_out_channels=tuple(cfg.block_out_channels), layers_per_block=cfg.layers_per_block,
+        latent_channels=cfg.latent_channels, norm_num_groups=cfg.norm_num_groups, sample_size=cfg.sample_size,
+        mid_block_add_attention=cfg.mid_block_add_attention,
+    )
+    if cfg.type == "vq":
+        return VQModel(num_vq_embeddings=cfg.num_vq_embeddings, vq_embed_dim=cfg.vq_embed_dim, **common)
+    if cfg.type == "kl":
+        return AutoencoderKL(**common)
+    raise ValueError(f"autoencoder type must be 'vq' or 'kl', not {cfg.type!r}")
+
+
+class FirstStage(nn.Module):
+    """Frozen-by-default wrapper: encode images in [-1, 1] to latents, decode latents to images."""
+
+    def __init__(self, model: nn.Module, latent_scale: float = 1.0) -> None:
+        super().__init__()
+        self.model = model
+        self.latent_scale = latent_scale
+        self.is_vq = model.__class__.__name__ == "VQModel"
+
+    @property
+    def downsample(self) -> int:
+        return 2 ** (len(self.model.config.block_out_channels) - 1)
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self.model.config.latent_channels)
+
+    def encode(self, image: Tensor, sample: bool = False, generator: torch.Generator | None = None) -> Tensor:
+        if self.is_vq:
+            z = self.model.encode(image).latents
+        else:
+            dist = self.model.encode(image).latent_dist
+            z = dist.sample(generator) if sample else dist.mode()
+        return z * self.latent_scale
+
+    def decode(self, z: Tensor) -> Tensor:
+        return self.model.decode(z / self.latent_scale).sample
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, latent_scale: float = 1.0) -> "FirstStage":
+        """Load a diffusers-format autoencoder folder (VQModel or AutoencoderKL, told apart by its config)."""
+        from diffusers import AutoencoderKL, VQModel
+
+        folder = Path(folder)
+        cfg_path = folder / "config.json"
+        if not cfg_path.is_file():
+            raise FileNotFoundError(
+                f"{folder} is not a diffusers autoencoder folder (no config.json); give the folder that "
+                "save_pretrained wrote, e.g. the 'vqvae' folder of CompVis/ldm-celebahq-256"
+            )
+        try:
+            kind = json.loads(cfg_path.read_text()).get("_class_name", "")
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{cfg_path}: not valid JSON ({exc})") from None
+        classes = {"VQModel": VQModel, "AutoencoderKL": AutoencoderKL}
+        if kind not in classes:
+            raise ValueError(f"{cfg_path}: _class_name {kind!r} is not VQModel or AutoencoderKL")
+        weights = [folder / "diffusion_pytorch_model.safetensors", folder / "diffusion_pytorch_model.bin"]
+        if not any(w.is_file() for w in weights):
+            raise FileNotFoundError(f"{folder}: no diffusion_pytorch_model.safetensors (or .bin) weights")
+        model = classes[kind].from_pretrained(str(folder), local_files_only=True)
+        return cls(model.eval().requires_grad_(False), latent_scale)
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        self.model.save_pretrained(str(folder), safe_serialization=True)

@@ -1,0 +1,347 @@
+"""The editing and generation API (SCA-DM paper Sec. 4, Fig. 1, 4, 5, 6, 7).
+
+    pipe = SCADMPipeline.from_pretrained()            # the bundled model
+    out = pipe.swap(target=("t.png", "t_mask.png"), reference=("r.png", "r_mask.png"), parts=["l_eye"])
+    out.images[0].save("swapped.png")
+
+Every operation works on style tokens (one row per class, or L rows per class for the
+``per_scale`` layout) and then samples with the generation mask:
+
+    reconstruct   tokens of (image, mask), generated with mask
+    swap          reference tokens for all classes (total) or the named parts (partial),
+                  pooled with the reference's own mask; generated with the target's mask
+    interpolate   per-part linear blend of target and reference tokens, one image per alpha
+    generate      the empty style (style encoder on a zero image), noise decides the style
+    mix           reference tokens for the named parts, empty style for the rest
+    edit_mask     the face's own tokens, generated with a new (user-edited) mask
+
+Inputs: images and masks as file paths, PIL images, numpy arrays or tensors; masks as id
+maps or colour images in the label set's palette. Randomness is per image: image i of a call
+uses ``seed + i`` (or ``seeds[i]``), so a batch gives the same images as one-by-one calls.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+from .conditions import Conditions
+from .diffusion import ClassifierFreeGuidance, NoiseSchedule, sample
+from .labels import LabelSet
+from .models.autoencoder import FirstStage
+from .models.ldm import SemanticLDM
+
+ImageLike = Union[str, Path, Image.Image, np.ndarray, Tensor]
+MaskLike = Union[str, Path, Image.Image, np.ndarray, Tensor]
+
+#: The bundled default model (assets/synthetic-64 of the source checkout; see assets/README.md),
+#: or the folder named by $SCADM_MODEL.
+DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "assets" / "synthetic-64"
+
+
+def default_model_folder() -> Path:
+    import os
+
+    folder = Path(os.environ.get("SCADM_MODEL", DEFAULT_MODEL))
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(
+            f"the bundled model is not at {folder}; run from a source checkout, set SCADM_MODEL, or pass --model"
+        )
+    return folder
+
+
+# ---------------------------------------------------------------------------
+# Inputs and outputs
+# ---------------------------------------------------------------------------
+@dataclass
+class Face:
+    """An image and its semantic mask (class ids in the model's label set)."""
+
+    image: ImageLike
+    mask: MaskLike
+
+
+@dataclass
+class SamplingOptions:
+    """Sampler settings; None means the model config's default."""
+
+    sampler: str | None = None
+    steps: int | None = None
+    eta: float | None = None
+    guidance_scale: float | None = None
+    null_condition: str | None = None
+    seed: int | Sequence[int] = 0
+    progress: bool = False
+
+
+@dataclass
+class EditResult:
+    """Generated images (PIL and a (B, 3, H, W) tensor in [-1, 1]) and the masks used (class ids)."""
+
+    images: list[Image.Image]
+    tensors: Tensor
+    masks: list[np.ndarray]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def to_pil(x: Tensor) -> list[Image.Image]:
+    """(B, 3, H, W) in [-1, 1] -> PIL images."""
+    arr = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return [Image.fromarray(a) for a in arr]
+
+
+# ---------------------------------------------------------------------------
+# Token editing (pure functions; the released code's partial swap and mixing)
+# ---------------------------------------------------------------------------
+def class_rows(token_classes: Tensor, classes: Iterable[int]) -> Tensor:
+    """Bool (N,) selecting the token rows that belong to any of `classes`."""
+    wanted = torch.tensor(sorted(set(int(c) for c in classes)), dtype=torch.long, device=token_classes.device)
+    return torch.isin(token_classes, wanted)
+
+
+def swap_tokens(target: Tensor, reference: Tensor, classes: Iterable[int] | None, token_classes: Tensor) -> Tensor:
+    """Copy the reference's token rows of `classes` (all rows when None) into the target's tokens."""
+    if classes is None:
+        rows = token_classes >= 0
+    else:
+        rows = class_rows(token_classes, classes)
+    out = target.clone()
+    out[:, rows] = reference[:, rows].to(out.dtype)
+    return out
+
+
+def interpolate_tokens(target: Tensor, reference: Tensor, alpha: float, classes: Iterable[int] | None,
+                       token_classes: Tensor) -> Tensor:
+    """(1 - alpha) * target + alpha * reference on the rows of `classes` (all when None)."""
+    rows = token_classes >= 0 if classes is None else class_rows(token_classes, classes)
+    out = target.clone()
+    out[:, rows] = (1 - alpha) * target[:, rows] + alpha * reference[:, rows].to(target.dtype)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# The pipeline
+# ---------------------------------------------------------------------------
+class SCADMPipeline:
+    """Reference-based, partial, interpolated, noise-based and mixed face generation."""
+
+    def __init__(self, model: SemanticLDM, first_stage: FirstStage, device: str | torch.device | None = None) -> None:
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = model.eval().requires_grad_(False).to(self.device)
+        self.first_stage = first_stage.eval().requires_grad_(False).to(self.device)
+        self.cfg = model.cfg
+        if self.cfg.latent_scale <= 0:
+            raise ValueError("the model config has latent_scale 0 ('set at training'): it was never trained")
+        self.schedule = NoiseSchedule(self.cfg.schedule)
+        self.label_set: LabelSet = model.label_set
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path | None = None, device: str | torch.device | None = None) -> "SCADMPipeline":
+        """Load a model folder (config.json, model.safetensors, autoencoder/); None = the bundled model."""
+        folder = Path(folder) if folder is not None else default_model_folder()
+        model = SemanticLDM.from_pretrained(folder)
+        ae = folder / "autoencoder"
+        if not ae.is_dir():
+            raise FileNotFoundError(f"{folder} has no autoencoder/ folder (the first stage, diffusers format)")
+        return cls(model, FirstStage.from_pretrained(ae, model.cfg.latent_scale), device)
+
+    # ------------------------------------------------------------------ input handling
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return tuple(self.cfg.image_size)
+
+    def load_image(self, image: ImageLike) -> Tensor:
+        """-> (1, 3, H, W) in [-1, 1] at the model's size (bicubic resize with a warning)."""
+        if isinstance(image, Tensor):
+            x = image.float()
+            x = x[None] if x.ndim == 3 else x
+            if x.min() >= 0 and x.max() > 1.0:  # uint8-like values
+                x = x / 127.5 - 1
+        else:
+            if isinstance(image, (str, Path)):
+                from .data.layout import load_image
+
+                arr = load_image(image)
+            elif isinstance(image, Image.Image):
+                arr = np.asarray(image.convert("RGB"))
+            else:
+                arr = np.asarray(image)
+            if arr.ndim != 3 or arr.shape[2] != 3:
+                raise ValueError(f"an image must be H x W x 3, got shape {arr.shape}")
+            x = torch.from_numpy(np.array(arr, dtype=np.float32)).permute(2, 0, 1)[None] / 127.5 - 1
+        return self._fit(x, "image", mode="bicubic").clamp(-1, 1).to(self.device)
+
+    def load_mask(self, mask: MaskLike) -> Tensor:
+        """-> (1, H, W) long class ids at the model's size (nearest resize with a warning)."""
+        if isinstance(mask, (str, Path)):
+            from .data.layout import load_mask_file
+
+            ids = torch.from_numpy(load_mask_file(mask, self.label_set).astype(np.int64))
+        elif isinstance(mask, Image.Image):
+            arr = np.asarray(mask)
+            ids = torch.from_numpy((self.label_set.from_colors(arr) if arr.ndim == 3 else arr).astype(np.int64))
+        elif isinstance(mask, np.ndarray):
+            colour = mask.ndim == 3 and mask.shape[-1] in (3, 4)  # (H, W, 3) colour image; (B, H, W) id maps
+            ids = torch.from_numpy((self.label_set.from_colors(mask) if colour else mask).astype(np.int64))
+        else:
+            ids = mask.long()
+            if ids.ndim == 4:  # one-hot (B, C, H, W)
+                ids = ids.argmax(1)
+        ids = ids[None] if ids.ndim == 2 else ids
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.label_set.num_classes):
+            raise ValueError(f"mask has class id {int(ids.max())}; the label set has {self.label_set.num_classes} classes")
+        ids = self._fit(ids[:, None].float(), "mask", mode="nearest")[:, 0].long()
+        return ids.to(self.device)
+
+    def _fit(self, x: Tensor, what: str, mode: str) -> Tensor:
+        h, w = self.image_size
+        if tuple(x.shape[-2:]) == (h, w):
+            return x
+        ih, iw = x.shape[-2:]
+        if abs(ih / iw - h / w) > 0.01:
+            raise ValueError(f"{what} is {ih}x{iw} but the model works at {h}x{w}: the aspect ratio differs; crop it first")
+        warnings.warn(f"{what} resized from {ih}x{iw} to {h}x{w} ({mode})", stacklevel=3)
+        if mode == "nearest":
+            return F.interpolate(x, size=(h, w), mode="nearest")
+        return F.interpolate(x, size=(h, w), mode=mode, align_corners=False, antialias=True)
+
+    def one_hot(self, ids: Tensor) -> Tensor:
+        return F.one_hot(ids, self.label_set.num_classes).permute(0, 3, 1, 2).float()
+
+    def _face(self, face: Face | tuple) -> tuple[Tensor, Tensor]:
+        if isinstance(face, tuple):
+            face = Face(*face)
+        if face.mask is None:
+            raise ValueError("a reference or target face needs its mask (pass Face(image, mask))")
+        return self.load_image(face.image), self.load_mask(face.mask)
+
+    def parts(self, parts: Iterable[str | int] | str | None) -> list[int] | None:
+        """Part names or ids -> class ids (None stays None = every part)."""
+        return None if parts is None else self.label_set.indices(parts)
+
+    # ------------------------------------------------------------------ style tokens
+    @torch.no_grad()
+    def style_tokens(self, image: Tensor | None, ids: Tensor) -> Tensor:
+        """E_s(image, mask) (image None = the empty style)."""
+        return self.model.conditions(self.one_hot(ids), image).tokens
+
+    @property
+    def token_classes(self) -> Tensor:
+        return self.model.unet.token_classes
+
+    # ------------------------------------------------------------------ sampling
+    @torch.no_grad()
+    def generate_from_tokens(self, ids: Tensor, tokens: Tensor | None, options: SamplingOptions | None = None,
+                             guided: bool = True) -> EditResult:
+        """Sample images for generation masks `ids` (B, H, W) and style `tokens` (B, N, D)."""
+        o = options or SamplingOptions()
+        s_cfg = self.cfg.sampling
+        s = s_cfg.guidance_scale if o.guidance_scale is None else o.guidance_scale
+        null_mode = o.null_condition or s_cfg.null_condition
+        b = ids.shape[0]
+        seeds = [o.seed + i for i in range(b)] if isinstance(o.seed, int) else list(o.seed)
+        if len(seeds) != b:
+            raise ValueError(f"got {len(seeds)} seeds for {b} images")
+        mask = self.one_hot(ids)
+        cond = Conditions(mask=mask, tokens=tokens)
+        latent = self.cfg.latent_size
+        model_fn = self.model.unet
+        prepared = self.model.prepare(cond, latent)
+        if guided and s != 0:
+            null = self.model.prepare(self.model.conditioner.null(mask, null_mode), latent)
+            model_fn = ClassifierFreeGuidance(model_fn, null, s)
+        gens = [torch.Generator(self.device).manual_seed(int(x)) for x in seeds]
+        z = sample(
+            model_fn, (b, self.cfg.latent_channels, *latent), prepared, self.schedule,
+            sampler=o.sampler or s_cfg.sampler, steps=o.steps or s_cfg.steps,
+            eta=s_cfg.eta if o.eta is None else o.eta, generator=gens, device=self.device, progress=o.progress,
+        )
+        x = self.first_stage.decode(z).clamp(-1, 1)
+        return EditResult(to_pil(x), x, [m.cpu().numpy().astype(np.uint8) for m in ids],
+                          {"seeds": seeds, "guidance_scale": s if guided else 0.0, "null_condition": null_mode})
+
+    # ------------------------------------------------------------------ operations
+    def reconstruct(self, image: ImageLike | Sequence[ImageLike], mask: MaskLike | Sequence[MaskLike],
+                    **options: Any) -> EditResult:
+        """Style and mask from the same face (paper Sec. 4.1)."""
+        x, ids = self._batch(image, mask)
+        return self.generate_from_tokens(ids, self.style_tokens(x, ids), SamplingOptions(**options))
+
+    def swap(self, target: Face | tuple | Sequence, reference: Face | tuple | Sequence,
+             parts: Iterable[str | int] | str | None = None, **options: Any) -> EditResult:
+        """Total (parts=None) or partial style swap (Sec. 4.2, 4.3): reference style, target mask."""
+        (tx, tids), (rx, rids) = self._faces(target), self._faces(reference)
+        classes = self.parts(parts)
+        tokens = swap_tokens(self.style_tokens(tx, tids), self.style_tokens(rx, rids), classes, self.token_classes)
+        result = self.generate_from_tokens(tids, tokens, SamplingOptions(**options))
+        result.info["parts"] = classes
+        return result
+
+    def interpolate(self, target: Face | tuple, reference: Face | tuple,
+                    parts: Iterable[str | int] | str | None = None,
+                    alphas: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0), **options: Any) -> EditResult:
+        """Per-part linear interpolation of style tokens, target (alpha 0) to reference (alpha 1) (Fig. 6).
+
+        Returns one image per alpha, all with the same seed (so only the style moves).
+        """
+        (tx, tids), (rx, rids) = self._faces(target), self._faces(reference)
+        if tids.shape[0] != 1:
+            raise ValueError("interpolate takes one target and one reference")
+        classes = self.parts(parts)
+        t_tok, r_tok = self.style_tokens(tx, tids), self.style_tokens(rx, rids)
+        tokens = torch.cat([interpolate_tokens(t_tok, r_tok, float(a), classes, self.token_classes) for a in alphas])
+        opts = SamplingOptions(**options)
+        base = opts.seed if isinstance(opts.seed, int) else opts.seed[0]
+        opts.seed = [base] * len(alphas)
+        result = self.generate_from_tokens(tids.expand(len(alphas), -1, -1), tokens, opts)
+        result.info.update(alphas=list(map(float, alphas)), parts=classes)
+        return result
+
+    def generate(self, mask: MaskLike, n: int = 1, **options: Any) -> EditResult:
+        """Noise-based generation (Sec. 4.4): the empty style, n samples for one mask."""
+        ids = self.load_mask(mask)
+        if ids.shape[0] == 1:
+            ids = ids.expand(n, -1, -1)
+        return self.generate_from_tokens(ids, self.style_tokens(None, ids), SamplingOptions(**options), guided=False)
+
+    def mix(self, mask: MaskLike, reference: Face | tuple, parts: Iterable[str | int] | str,
+            n: int = 1, **options: Any) -> EditResult:
+        """Reference style for the named parts, noise (the empty style) for the rest (Fig. 1b)."""
+        ids = self.load_mask(mask)
+        rx, rids = self._face(reference)
+        ids = ids.expand(n, -1, -1) if ids.shape[0] == 1 else ids
+        empty = self.style_tokens(None, ids)
+        ref = self.style_tokens(rx, rids).expand(ids.shape[0], -1, -1)
+        tokens = swap_tokens(empty, ref, self.parts(parts), self.token_classes)
+        return self.generate_from_tokens(ids, tokens, SamplingOptions(**options))
+
+    def edit_mask(self, image: ImageLike, mask: MaskLike, new_mask: MaskLike, **options: Any) -> EditResult:
+        """Keep the face's styles, change its shape: tokens from (image, mask), generated with new_mask."""
+        x, ids = self.load_image(image), self.load_mask(mask)
+        new_ids = self.load_mask(new_mask)
+        return self.generate_from_tokens(new_ids, self.style_tokens(x, ids), SamplingOptions(**options))
+
+    # ------------------------------------------------------------------ batching helpers
+    def _batch(self, images: Any, masks: Any) -> tuple[Tensor, Tensor]:
+        """Single inputs or equal-length sequences -> (B, 3, H, W), (B, H, W)."""
+        if isinstance(images, (list, tuple)) and not isinstance(images, Face):
+            if not isinstance(masks, (list, tuple)) or len(masks) != len(images):
+                raise ValueError("give as many masks as images")
+            xs = [self.load_image(i) for i in images]
+            ms = [self.load_mask(m) for m in masks]
+            return torch.cat(xs), torch.cat(ms)
+        return self.load_image(images), self.load_mask(masks)
+
+    def _faces(self, faces: Any) -> tuple[Tensor, Tensor]:
+        if isinstance(faces, Face) or (isinstance(faces, tuple) and len(faces) == 2 and not isinstance(faces[0], (Face, tuple))):
+            return self._face(faces)
+        pairs = [self._face(f) for f in faces]
+        return torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])

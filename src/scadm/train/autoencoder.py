@@ -1,0 +1,183 @@
+"""First-stage training (``scadm train-autoencoder``): LDM's autoencoder recipe on diffusers models.
+
+Loss (taming-transformers / LDM): L1 reconstruction (+ LPIPS when local weights are given)
++ a PatchGAN hinge adversarial term, switched on at ``disc_start`` and weighted adaptively
+by the ratio of the reconstruction and adversarial gradient norms at the decoder's last
+layer, + the codebook and commitment loss (VQ) or a KL term (KL). PSNR and SSIM on the test
+split are reported at the end. The result is a diffusers ``save_pretrained`` folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import yaml
+from torch import Tensor
+
+from ..config import AutoencoderConfig, AutoencoderTrainConfig, to_dict
+from ..models.autoencoder import FirstStage, build_autoencoder
+from ..models.discriminator import PatchDiscriminator
+from .common import Checkpoints, GlobalBatchSampler, TrainLog, make_accelerator, progress_bar, rng_state, set_rng_state
+
+
+def adaptive_weight(nll: Tensor, g_loss: Tensor, last_layer: Tensor, disc_weight: float) -> Tensor:
+    """LDM's d_weight = ||grad nll|| / (||grad g_loss|| + 1e-4), clamped to [0, 1e4], times disc_weight."""
+    nll_grad = torch.autograd.grad(nll, last_layer, retain_graph=True)[0]
+    g_grad = torch.autograd.grad(g_loss, last_layer, retain_graph=True)[0]
+    w = torch.norm(nll_grad) / (torch.norm(g_grad) + 1e-4)
+    return torch.clamp(w, 0.0, 1e4).detach() * disc_weight
+
+
+def train_autoencoder(
+    ae_cfg: AutoencoderConfig,
+    tc: AutoencoderTrainConfig,
+    data: str | Path,
+    out: str | Path,
+    *,
+    image_size: tuple[int, int],
+    resume: bool = False,
+    max_steps: int | None = None,
+    dry_run: bool = False,
+    progress: bool = True,
+    printer=print,
+) -> dict[str, Any]:
+    from ..data import FaceDataset
+
+    if max_steps is not None:
+        tc = dataclasses.replace(tc, max_steps=max_steps)
+    out = Path(out)
+    acc = make_accelerator(tc.mixed_precision)
+    if acc.num_processes > 1:
+        raise ValueError("train-autoencoder runs in one process; launch it without torchrun/accelerate")
+    lr = tc.lr * tc.batch_size if tc.scale_lr else tc.lr
+    resolved = {"autoencoder": to_dict(ae_cfg), "autoencoder_training": to_dict(tc),
+                "resolved": {"lr": lr, "image_size": list(image_size)}}
+    printer(yaml.safe_dump(resolved, sort_keys=False).rstrip())
+    if dry_run:
+        return {"dry_run": True, "config": resolved}
+
+    lpips = None
+    if tc.perceptual_weight > 0 and tc.lpips_vgg and tc.lpips_lin:
+        from ..eval.lpips import LPIPS
+
+        lpips = LPIPS(tc.lpips_vgg, tc.lpips_lin).to(acc.device).eval().requires_grad_(False)
+    dataset = FaceDataset(data, split="train", size=tuple(image_size), flip=tc.flip, with_attributes=False)
+
+    torch.manual_seed(tc.seed)
+    ae = build_autoencoder(ae_cfg).to(acc.device)
+    disc = PatchDiscriminator(ae_cfg.in_channels, tc.disc_channels, tc.disc_layers).to(acc.device)
+    opt_ae = torch.optim.Adam(ae.parameters(), lr=lr, betas=(0.5, 0.9))
+    opt_d = torch.optim.Adam(disc.parameters(), lr=lr, betas=(0.5, 0.9))
+    ckpts = Checkpoints(out, tc.keep_last)
+    start = 0
+    if resume:
+        latest = ckpts.latest()
+        if latest is None:
+            raise FileNotFoundError(f"--resume: no checkpoint under {out / 'checkpoints'}")
+        tensors, objects, state = Checkpoints.load(latest)
+        ae.load_state_dict(tensors["autoencoder"])
+        disc.load_state_dict(tensors["discriminator"])
+        opt_ae.load_state_dict(objects["opt_ae"])
+        opt_d.load_state_dict(objects["opt_d"])
+        set_rng_state(objects["rng"])
+        start = int(state["step"])
+        printer(f"resumed from {latest} (step {start})")
+    elif ckpts.latest() is not None:
+        raise FileExistsError(f"{out} already holds checkpoints; pass --resume to continue it or choose a new --out")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+
+    sampler = GlobalBatchSampler(len(dataset), tc.batch_size, 0, 1, tc.seed, start)
+    batches = iter(torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=tc.num_workers,
+                                               persistent_workers=tc.num_workers > 0))
+    log = TrainLog(out, True, ["loss", "l1", "perceptual", "reg", "g_loss", "d_loss", "d_weight"])
+    if resume:
+        log.truncate_after(start)
+    last_layer = ae.decoder.conv_out.weight
+    is_vq = ae_cfg.type == "vq"
+    bar = progress_bar(tc.max_steps, start, progress, "train autoencoder")
+    ae.train()
+    disc.train()
+    values: dict[str, float] = {}
+    for step in range(start, tc.max_steps):
+        x = next(batches)["image"].to(acc.device)
+        disc_on = step >= tc.disc_start
+        with acc.autocast():
+            if is_vq:
+                out_ = ae(x)
+                x_rec, reg = out_.sample, out_.commit_loss.mean() * tc.codebook_weight
+            else:
+                post = ae.encode(x).latent_dist
+                x_rec = ae.decode(post.sample()).sample
+                reg = post.kl().mean() * tc.kl_weight
+            l1 = (x - x_rec).abs().mean()
+            perceptual = lpips(x, x_rec).mean() if lpips is not None else torch.zeros((), device=x.device)
+            nll = tc.l1_weight * l1 + tc.perceptual_weight * perceptual
+            loss = nll + reg
+            g_loss = d_weight = torch.zeros((), device=x.device)
+            if disc_on:
+                g_loss = -disc(x_rec).mean()
+                d_weight = adaptive_weight(nll, g_loss, last_layer, tc.disc_weight)
+                loss = loss + d_weight * g_loss
+        opt_ae.zero_grad(set_to_none=True)
+        acc.backward(loss)
+        opt_ae.step()
+        d_loss = torch.zeros(())
+        if disc_on:
+            with acc.autocast():
+                logits_real, logits_fake = disc(x), disc(x_rec.detach())
+                d_loss = 0.5 * (F.relu(1 - logits_real).mean() + F.relu(1 + logits_fake).mean())
+            opt_d.zero_grad(set_to_none=True)
+            acc.backward(d_loss)
+            opt_d.step()
+        done = step + 1
+        values = {"loss": loss.item(), "l1": l1.item(), "perceptual": perceptual.item(), "reg": reg.item(),
+                  "g_loss": g_loss.item(), "d_loss": d_loss.item(), "d_weight": float(d_weight)}
+        bar.update(1)
+        bar.set_postfix(l1=f"{values['l1']:.4f}", gan="on" if disc_on else "off")
+        if done % tc.log_every == 0 or done == tc.max_steps:
+            log.log(done, values)
+        if done % tc.checkpoint_every == 0 or done == tc.max_steps:
+            ckpts.save(done, {"autoencoder": ae.state_dict(), "discriminator": disc.state_dict()},
+                       {"opt_ae": opt_ae.state_dict(), "opt_d": opt_d.state_dict(), "rng": rng_state()},
+                       {"step": done, "loss": values["loss"]})
+    bar.close()
+    log.plot("autoencoder: training loss")
+    log.close()
+    first_stage = FirstStage(ae.eval())
+    first_stage.save_pretrained(out / "autoencoder")
+    metrics = evaluate_reconstruction(first_stage, data, image_size, acc.device)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    printer(f"test reconstruction: PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f} "
+            f"over {metrics['n']} images; autoencoder in {out / 'autoencoder'}")
+    return {"step": tc.max_steps, "last": values, "metrics": metrics, "run": str(out)}
+
+
+@torch.no_grad()
+def evaluate_reconstruction(first_stage: FirstStage, data: str | Path, image_size: tuple[int, int],
+                            device: torch.device, max_images: int = 500) -> dict[str, float]:
+    """PSNR and SSIM (torchmetrics, images in [0, 1]) of encode -> decode on the test split."""
+    from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+    from ..data import FaceDataset
+
+    try:
+        ds = FaceDataset(data, split="test", size=tuple(image_size), flip=False, with_attributes=False)
+    except (FileNotFoundError, ValueError):
+        return {"psnr": float("nan"), "ssim": float("nan"), "n": 0, "split": "test (missing)"}
+    n = min(len(ds), max_images)
+    psnr = ssim = 0.0
+    for lo in range(0, n, 32):
+        x = torch.stack([ds[i]["image"] for i in range(lo, min(n, lo + 32))]).to(device)
+        rec = first_stage.decode(first_stage.encode(x)).clamp(-1, 1)
+        a, b = (rec + 1) / 2, (x + 1) / 2
+        k = x.shape[0]
+        psnr += peak_signal_noise_ratio(a, b, data_range=1.0, reduction="none", dim=(1, 2, 3)).sum().item()
+        ssim += structural_similarity_index_measure(a, b, data_range=1.0, reduction="none").sum().item()
+        _ = k
+    return {"psnr": psnr / n, "ssim": ssim / n, "n": n, "split": "test"}

@@ -1,0 +1,113 @@
+"""The editing API on a tiny random-weight model: shapes, determinism, batching, token edits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from scadm.pipeline import Face, SCADMPipeline, interpolate_tokens, swap_tokens
+
+FAST = dict(steps=2)
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_model):
+    torch.set_num_threads(1)
+    return SCADMPipeline.from_pretrained(tiny_model, device="cpu")
+
+
+def test_every_operation_returns_images_and_masks(pipe, tiny_faces):
+    (i0, m0, c0), (i1, m1, c1) = tiny_faces[:2]
+    checks = {
+        "reconstruct": pipe.reconstruct(i0, m0, **FAST),
+        "swap": pipe.swap(Face(i0, m0), Face(i1, m1), **FAST),
+        "partial": pipe.swap((i0, m0), (i1, c1), ["l_eye"], **FAST),
+        "interpolate": pipe.interpolate((i0, m0), (i1, m1), ["hair"], alphas=[0, 0.5, 1], **FAST),
+        "generate": pipe.generate(m0, n=3, **FAST),
+        "mix": pipe.mix(c0, (i1, m1), "hair,l_eye", n=2, **FAST),
+        "edit_mask": pipe.edit_mask(i0, m0, m1, **FAST),
+    }
+    counts = {"reconstruct": 1, "swap": 1, "partial": 1, "interpolate": 3, "generate": 3, "mix": 2, "edit_mask": 1}
+    for name, r in checks.items():
+        assert len(r.images) == counts[name] and r.tensors.shape == (counts[name], 3, 32, 32), name
+        assert r.images[0].size == (32, 32) and len(r.masks) == counts[name]
+        assert r.tensors.min() >= -1 and r.tensors.max() <= 1
+    assert np.array_equal(checks["edit_mask"].masks[0], np.asarray(__import__("PIL.Image").Image.open(m1)))
+
+
+def test_same_seed_same_image_and_batch_equals_one_by_one(pipe, tiny_faces):
+    imgs = [f[0] for f in tiny_faces[:3]]
+    masks = [f[1] for f in tiny_faces[:3]]
+    batch = pipe.reconstruct(imgs, masks, seed=7, sampler="ddim", eta=1.0, **FAST).tensors
+    again = pipe.reconstruct(imgs, masks, seed=7, sampler="ddim", eta=1.0, **FAST).tensors
+    assert torch.equal(batch, again)
+    singles = torch.cat([pipe.reconstruct(imgs[i], masks[i], seed=7 + i, sampler="ddim", eta=1.0, **FAST).tensors
+                         for i in range(3)])
+    assert (batch - singles).abs().max() < 1e-4
+    other = pipe.reconstruct(imgs, masks, seed=8, sampler="ddim", eta=1.0, **FAST).tensors
+    assert not torch.allclose(batch, other)
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm", "dpm++"])
+def test_samplers_and_guidance_options(pipe, tiny_faces, sampler):
+    i0, m0, _ = tiny_faces[0]
+    a = pipe.reconstruct(i0, m0, sampler=sampler, steps=3, guidance_scale=0.0)
+    b = pipe.reconstruct(i0, m0, sampler=sampler, steps=3, guidance_scale=2.0, null_condition="full")
+    assert a.info["guidance_scale"] == 0.0 and b.info["null_condition"] == "full"
+    assert not torch.allclose(a.tensors, b.tensors)
+
+
+def test_partial_swap_changes_exactly_the_chosen_rows(pipe, tiny_faces):
+    (i0, m0, _), (i1, m1, _) = tiny_faces[:2]
+    t = pipe.style_tokens(pipe.load_image(i0), pipe.load_mask(m0))
+    r = pipe.style_tokens(pipe.load_image(i1), pipe.load_mask(m1))
+    eye = pipe.label_set.index("l_eye")
+    out = swap_tokens(t, r, [eye], pipe.token_classes)
+    changed = (out != t).any(-1)[0]
+    assert changed.nonzero().flatten().tolist() == [eye]
+    assert torch.equal(out[:, eye], r[:, eye])
+    assert torch.equal(swap_tokens(t, r, None, pipe.token_classes), r)
+
+
+def test_interpolation_endpoints_are_the_target_and_reference_tokens(pipe, tiny_faces):
+    (i0, m0, _), (i1, m1, _) = tiny_faces[:2]
+    t = pipe.style_tokens(pipe.load_image(i0), pipe.load_mask(m0))
+    r = pipe.style_tokens(pipe.load_image(i1), pipe.load_mask(m1))
+    hair = [pipe.label_set.index("hair")]
+    assert torch.equal(interpolate_tokens(t, r, 0.0, hair, pipe.token_classes), t)
+    one = interpolate_tokens(t, r, 1.0, hair, pipe.token_classes)
+    assert torch.equal(one[:, hair[0]], r[:, hair[0]])
+    assert torch.equal(one, swap_tokens(t, r, hair, pipe.token_classes))
+    half = interpolate_tokens(t, r, 0.5, None, pipe.token_classes)
+    assert torch.allclose(half, (t + r) / 2)
+
+
+def test_interpolation_images_at_the_ends_match_target_and_swap(pipe, tiny_faces):
+    (i0, m0, _), (i1, m1, _) = tiny_faces[:2]
+    seq = pipe.interpolate((i0, m0), (i1, m1), ["hair"], alphas=[0, 1], seed=3, **FAST).tensors
+    assert (seq[0] - pipe.reconstruct(i0, m0, seed=3, **FAST).tensors[0]).abs().max() < 1e-4
+    assert (seq[1] - pipe.swap((i0, m0), (i1, m1), ["hair"], seed=3, **FAST).tensors[0]).abs().max() < 1e-4
+
+
+def test_bad_inputs_are_clear_errors(pipe, tiny_faces, tmp_path):
+    i0, m0, _ = tiny_faces[0]
+    with pytest.raises(ValueError, match="unknown part 'left_eye'.*l_eye"):
+        pipe.swap((i0, m0), (i0, m0), ["left_eye"])
+    with pytest.raises(ValueError, match="needs its mask"):
+        pipe.swap((i0, m0), (i0, None))
+    from PIL import Image
+
+    wide = tmp_path / "wide.png"
+    Image.new("RGB", (64, 32)).save(wide)
+    with pytest.raises(ValueError, match="aspect ratio"):
+        pipe.load_image(wide)
+    big = tmp_path / "big_mask.png"
+    Image.fromarray(np.asarray(Image.open(m0)).repeat(2, 0).repeat(2, 1)).save(big)
+    with pytest.warns(UserWarning, match="resized from 64x64 to 32x32"):
+        ids = pipe.load_mask(big)
+    assert ids.shape == (1, 32, 32)
+    bad = tmp_path / "bad_ids.png"
+    Image.fromarray(np.full((32, 32), 40, np.uint8)).save(bad)
+    with pytest.raises(ValueError, match="40"):
+        pipe.load_mask(bad)

@@ -1,0 +1,165 @@
+"""Training: loss goes down, resume == uninterrupted, DDP == single process, atomic checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from scadm.config import load_recipe
+from scadm.data import write_synthetic_dataset
+from scadm.models.autoencoder import FirstStage, build_autoencoder
+from scadm.train.common import Checkpoints, GlobalBatchSampler
+from scadm.train.diffusion import train_diffusion
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    return write_synthetic_dataset(root / "ds", n=48, size=32, seed=0, test_fraction=0.2, progress=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_ae(tmp_path_factory):
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("ae") / "autoencoder"
+    FirstStage(build_autoencoder(load_recipe("tiny").autoencoder).eval()).save_pretrained(folder)
+    return folder
+
+
+def recipe(**training):
+    r = load_recipe("tiny")
+    base = dict(sample_every=0, log_every=1, checkpoint_every=1000, num_workers=0)
+    return dataclasses.replace(r, training=dataclasses.replace(r.training, **{**base, **training}))
+
+
+def losses(run: Path) -> list[float]:
+    import csv
+
+    return [float(r["loss"]) for r in csv.DictReader((run / "loss.csv").open())]
+
+
+def quiet(*_a, **_k):
+    pass
+
+
+def test_short_training_lowers_the_loss(tiny_data, tiny_ae, tmp_path):
+    train_diffusion(recipe(max_steps=30, lr=2e-3), tiny_data, tmp_path / "run", autoencoder=tiny_ae,
+                    progress=False, printer=quiet)
+    ls = losses(tmp_path / "run")
+    assert len(ls) == 30
+    assert sum(ls[-8:]) / 8 < 0.8 * sum(ls[:8]) / 8
+    model_dir = tmp_path / "run" / "model"
+    assert (model_dir / "config.json").is_file() and (model_dir / "autoencoder" / "config.json").is_file()
+    assert (tmp_path / "run" / "loss.png").is_file() and (tmp_path / "run" / "config.yaml").is_file()
+
+
+def test_resume_equals_uninterrupted(tiny_data, tiny_ae, tmp_path):
+    r = recipe(max_steps=6, checkpoint_every=3, cache_latents=True, flip=True)
+    train_diffusion(r, tiny_data, tmp_path / "full", autoencoder=tiny_ae, progress=False, printer=quiet)
+    train_diffusion(r, tiny_data, tmp_path / "part", autoencoder=tiny_ae, max_steps=3, progress=False, printer=quiet)
+    train_diffusion(r, tiny_data, tmp_path / "part", autoencoder=tiny_ae, resume=True, progress=False, printer=quiet)
+    assert losses(tmp_path / "part") == pytest.approx(losses(tmp_path / "full"), rel=1e-5, abs=1e-6)
+    a = load_file(str(tmp_path / "full" / "checkpoints" / "step-0000006" / "ema.safetensors"))
+    b = load_file(str(tmp_path / "part" / "checkpoints" / "step-0000006" / "ema.safetensors"))
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+
+
+def test_existing_run_needs_resume(tiny_data, tiny_ae, tmp_path):
+    r = recipe(max_steps=1, checkpoint_every=1)
+    train_diffusion(r, tiny_data, tmp_path / "run", autoencoder=tiny_ae, progress=False, printer=quiet)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train_diffusion(r, tiny_data, tmp_path / "run", autoencoder=tiny_ae, progress=False, printer=quiet)
+
+
+def test_interrupted_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
+    ck = Checkpoints(tmp_path, keep_last=2)
+    ck.save(1, {"model": {"w": torch.ones(3)}}, {"optimizer": {"state": {}}}, {"step": 1})
+    import scadm.train.common as common
+
+    def crash(*a, **k):
+        raise KeyboardInterrupt("power cut")
+
+    monkeypatch.setattr(common, "_fsync_dir", crash)  # dies after the files are written, before the rename
+    with pytest.raises(KeyboardInterrupt):
+        ck.save(2, {"model": {"w": torch.zeros(3)}}, {"optimizer": {"state": {}}}, {"step": 2})
+    latest = ck.latest()
+    assert latest is not None and latest.name == "step-0000001"
+    tensors, objects, state = Checkpoints.load(latest)
+    assert state["step"] == 1 and torch.equal(tensors["model"]["w"], torch.ones(3))
+
+
+def test_global_batch_sampler_shards_the_same_global_batches():
+    one = GlobalBatchSampler(20, 4, 0, 1, seed=3)
+    two = [GlobalBatchSampler(20, 2, r, 2, seed=3) for r in range(2)]
+    it1, it2 = iter(one), [iter(s) for s in two]
+    for _ in range(12):  # crosses epochs
+        assert next(it1) == next(it2[0]) + next(it2[1])
+    resumed = iter(GlobalBatchSampler(20, 4, 0, 1, seed=3, start=7))
+    again = iter(GlobalBatchSampler(20, 4, 0, 1, seed=3))
+    for _ in range(7):
+        next(again)
+    assert next(resumed) == next(again)
+
+
+def _run(cmd: list[str], tmp: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp, timeout=600)
+
+
+def test_two_process_ddp_equals_single_process(tiny_data, tiny_ae, tmp_path):
+    base = load_recipe("tiny")
+    cfg = tmp_path / "recipe.yaml"
+    import yaml
+
+    from scadm.config import to_dict
+
+    def write(batch: int, path: Path) -> Path:
+        r = dataclasses.replace(base, training=dataclasses.replace(
+            base.training, batch_size=batch, max_steps=3, checkpoint_every=3, sample_every=0, log_every=1,
+            num_workers=0, lr=1e-3))
+        path.write_text(yaml.safe_dump(to_dict(r)))
+        return path
+
+    common = ["train", "--data", str(tiny_data), "--autoencoder", str(tiny_ae)]
+    ddp = _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+                "-m", "scadm", *common, "--config", str(write(2, cfg)), "--out", str(tmp_path / "ddp")], tmp_path)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    single = _run([sys.executable, "-m", "scadm", *common, "--config", str(write(4, tmp_path / "r1.yaml")),
+                   "--out", str(tmp_path / "one")], tmp_path)
+    assert single.returncode == 0, single.stderr[-3000:]
+    sync = json.loads((tmp_path / "ddp" / "processes.json").read_text())
+    assert sync["processes"] == 2
+    assert sync["param_checksums"][0] == pytest.approx(sync["param_checksums"][1], rel=1e-9)
+    # one writer: exactly one copy of every output
+    assert len(list((tmp_path / "ddp" / "checkpoints").iterdir())) == 1
+    assert len(losses(tmp_path / "ddp")) == 3
+    a = load_file(str(tmp_path / "ddp" / "checkpoints" / "step-0000003" / "ema.safetensors"))
+    b = load_file(str(tmp_path / "one" / "checkpoints" / "step-0000003" / "ema.safetensors"))
+    # Same global batch, same per-sample draws: equal up to float summation order, which Adam can
+    # amplify only for parameters whose gradient is ~0 (its update is lr * sign(g) there).
+    diff = torch.cat([(a[k] - b[k]).flatten() for k in a])
+    norm = torch.cat([a[k].flatten() for k in a]).norm()
+    assert diff.norm() / norm < 1e-5
+    assert (diff.abs() > 1e-5).float().mean() < 1e-3
+    assert losses(tmp_path / "ddp") == pytest.approx(losses(tmp_path / "one"), rel=1e-4)
+
+
+def test_cli_train_synthetic_64_two_steps(tmp_path, run_cli):
+    data = write_synthetic_dataset(tmp_path / "ds", n=40, size=64, seed=1, test_fraction=0.2, progress=False)
+    torch.manual_seed(0)
+    ae = tmp_path / "ae"
+    FirstStage(build_autoencoder(load_recipe("synthetic-64").autoencoder).eval()).save_pretrained(ae)
+    result = run_cli("train", "--config", "synthetic-64", "--data", data, "--out", tmp_path / "run",
+                     "--autoencoder", ae, "--max-steps", "2", "--no-cache-latents")
+    assert result.code == 0, result.err
+    assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+    dry = run_cli("train", "--config", "synthetic-64", "--data", data, "--out", tmp_path / "dry", "--dry-run")
+    assert dry.code == 0 and "max_steps: 3000" in dry.out and not (tmp_path / "dry").exists()
