@@ -23,7 +23,7 @@ from .diffusion.schedule import ScheduleConfig
 SCHEMA_VERSION = 1
 
 __all__ = [
-    "SCHEMA_VERSION", "AutoencoderConfig", "UNetConfig", "StyleEncoderConfig", "ConditioningConfig", "SamplingConfig",
+    "SCHEMA_VERSION", "AutoencoderConfig", "AttributeEncoderConfig", "MaskEncoderConfig", "CONDITIONING_TYPES", "UNetConfig", "StyleEncoderConfig", "ConditioningConfig", "SamplingConfig",
     "ModelConfig", "TrainConfig", "AutoencoderTrainConfig", "Recipe", "load_config", "load_recipe", "list_presets", "from_dict", "to_dict",
 ]
 
@@ -83,12 +83,50 @@ class StyleEncoderConfig:
 
 
 @dataclass
-class ConditioningConfig:
-    """Which condition encoder feeds the UNet (a swappable strategy)."""
+class AttributeEncoderConfig:
+    """Attributes -> one token (multi-conditioning paper Sec. 4.2: an MLP to a 512-d embedding)."""
 
-    #: "style" (SCA-DM), "none" (unconditional or SPADE-only)
+    num_attributes: int = 40
+    hidden: int = 512
+    dim: int = 512
+
+
+@dataclass
+class MaskEncoderConfig:
+    """Mask -> tokens with a ResNet-18 on the one-hot mask without background (multi-conditioning paper Sec. 4.3).
+
+    variant "m": after global average pooling (1 token); "m_np": before it (H/32 x W/32 tokens, 64 at 256 px).
+    """
+
+    variant: str = "m_np"
+    #: token size; 512 is the ResNet's own width (a linear projection is added for other sizes)
+    dim: int = 512
+
+
+#: conditioning types and the encoders each needs
+CONDITIONING_TYPES = {
+    "style": ("style_encoder",),
+    "style+attributes": ("style_encoder", "attributes"),
+    "attributes": ("attributes",),
+    "mask_tokens": ("mask_encoder",),
+    "multi": ("attributes", "mask_encoder"),
+    "none": (),
+}
+
+
+@dataclass
+class ConditioningConfig:
+    """Which condition encoder feeds the UNet (a swappable strategy).
+
+    type: "style" (SCA-DM), "style+attributes" (SCA-DM with a global attribute token),
+    "attributes" (`a`), "mask_tokens" (`m` / `m_np`), "multi" (`mc` = attribute token + m_np tokens),
+    "none" (unconditional, or SPADE-only when the UNet has SPADE).
+    """
+
     type: str = "style"
     style_encoder: StyleEncoderConfig | None = field(default_factory=StyleEncoderConfig)
+    attributes: AttributeEncoderConfig | None = None
+    mask_encoder: MaskEncoderConfig | None = None
 
 
 @dataclass
@@ -178,9 +216,29 @@ class ModelConfig:
                 f"latent size {h}x{w} must be divisible by 2**{levels} for a UNet with {levels + 1} levels"
             )
         c = self.conditioning
-        if c.type not in ("style", "none"):
-            raise ValueError(f"conditioning.type must be one of style, none; got {c.type!r}")
-        if c.type == "style":
+        if c.type not in CONDITIONING_TYPES:
+            raise ValueError(f"conditioning.type must be one of {', '.join(CONDITIONING_TYPES)}; got {c.type!r}")
+        for section in CONDITIONING_TYPES[c.type]:
+            if getattr(c, section) is None:
+                raise ValueError(f"conditioning.type {c.type!r} needs a conditioning.{section} section")
+        if c.mask_encoder is not None and c.mask_encoder.variant not in ("m", "m_np"):
+            raise ValueError(f"mask_encoder.variant must be 'm' or 'm_np', not {c.mask_encoder.variant!r}")
+        if c.type in ("attributes", "mask_tokens", "multi"):
+            dims = {getattr(c, s).dim for s in CONDITIONING_TYPES[c.type]}
+            if dims != {u.context_dim} or u.cross_attention == "none":
+                raise ValueError(
+                    f"conditioning {c.type!r} gives tokens of size {sorted(dims)}: set unet.context_dim to it and "
+                    "unet.cross_attention to 'plain'"
+                )
+        if c.type == "style+attributes":
+            s = c.style_encoder
+            token = s.num_levels * s.style_dim if s.layout == "concat" else s.style_dim
+            if c.attributes.dim != token or u.global_tokens != 1:
+                raise ValueError(
+                    f"style+attributes: set conditioning.attributes.dim to the style token size {token} "
+                    "and unet.global_tokens to 1 (the attribute token every pixel attends to)"
+                )
+        if c.type in ("style", "style+attributes"):
             if c.style_encoder is None:
                 raise ValueError("conditioning.type 'style' needs a conditioning.style_encoder section")
             s = c.style_encoder
@@ -218,8 +276,10 @@ class TrainConfig:
     max_steps: int = 100_000
     #: probability of replacing a sample's style image by zeros (SCA-DM: 0.5)
     style_dropout: float = 0.5
-    #: probability of also zeroing the mask (trains the 'full' null condition of Eq. 4)
+    #: probability of also zeroing the mask (trains the 'full' null condition of Eq. 4; mask tokens' null)
     mask_dropout: float = 0.0
+    #: probability of replacing a sample's attributes by the null attributes (attribute conditioning)
+    attribute_dropout: float = 0.0
     #: P2 weighting 1 / (k + SNR(t))^gamma; gamma 0 = off
     p2_gamma: float = 0.0
     p2_k: float = 1.0

@@ -127,6 +127,30 @@ def interpolate_tokens(target: Tensor, reference: Tensor, alpha: float, classes:
     return out
 
 
+def mix_mask_parts(mask: np.ndarray, donor: np.ndarray, parts: Iterable[int]) -> np.ndarray:
+    """The donor's `parts` pasted over `mask` (multi-conditioning paper Sec. 5, as class-id maps).
+
+    Each part is first removed from `mask` (its pixels take the nearest remaining class, by
+    repeated 4-neighbour growth), then the donor's pixels of that part are painted on top.
+    """
+    parts = sorted(set(int(p) for p in parts))
+    out = mask.astype(np.int64).copy()
+    hole = np.isin(out, parts)
+    out[hole] = -1
+    while (out < 0).any():
+        grown = out.copy()
+        padded = np.pad(out, 1, constant_values=-1)
+        for shifted in (padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]):
+            fill = (grown < 0) & (shifted >= 0)
+            grown[fill] = shifted[fill]
+        if (grown == out).all():  # nothing left to grow from
+            grown[grown < 0] = 0
+        out = grown
+    for p in parts:
+        out[donor == p] = p
+    return out.astype(np.uint8)
+
+
 # ---------------------------------------------------------------------------
 # The pipeline
 # ---------------------------------------------------------------------------
@@ -242,6 +266,12 @@ class SCADMPipeline:
     def generate_from_tokens(self, ids: Tensor, tokens: Tensor | None, options: SamplingOptions | None = None,
                              guided: bool = True) -> EditResult:
         """Sample images for generation masks `ids` (B, H, W) and style `tokens` (B, N, D)."""
+        return self.generate_from_conditions(ids, Conditions(mask=self.one_hot(ids), tokens=tokens), options, guided)
+
+    @torch.no_grad()
+    def generate_from_conditions(self, ids: Tensor, cond: Conditions, options: SamplingOptions | None = None,
+                                 guided: bool = True) -> EditResult:
+        """Sample images for masks `ids` (B, H, W) and encoded conditions (guided against the model's null condition)."""
         o = options or SamplingOptions()
         s_cfg = self.cfg.sampling
         s = s_cfg.guidance_scale if o.guidance_scale is None else o.guidance_scale
@@ -250,13 +280,11 @@ class SCADMPipeline:
         seeds = [o.seed + i for i in range(b)] if isinstance(o.seed, int) else list(o.seed)
         if len(seeds) != b:
             raise ValueError(f"got {len(seeds)} seeds for {b} images")
-        mask = self.one_hot(ids)
-        cond = Conditions(mask=mask, tokens=tokens)
         latent = self.cfg.latent_size
         model_fn = self.model.unet
         prepared = self.model.prepare(cond, latent)
         if guided and s != 0:
-            null = self.model.prepare(self.model.conditioner.null(mask, null_mode), latent)
+            null = self.model.prepare(self.model.conditioner.null(cond.mask, null_mode), latent)
             model_fn = ClassifierFreeGuidance(model_fn, null, s)
         gens = [torch.Generator(self.device).manual_seed(int(x)) for x in seeds]
         z = sample(
@@ -268,36 +296,93 @@ class SCADMPipeline:
         return EditResult(to_pil(x), x, [m.cpu().numpy().astype(np.uint8) for m in ids],
                           {"seeds": seeds, "guidance_scale": s if guided else 0.0, "null_condition": null_mode})
 
+    # ------------------------------------------------------------------ attributes
+    @property
+    def has_style(self) -> bool:
+        return self.cfg.conditioning.type in ("style", "style+attributes")
+
+    @property
+    def uses_attributes(self) -> bool:
+        return bool(getattr(self.model.conditioner, "needs_attributes", False))
+
+    def attribute_vector(self, attributes: Any, batch: int, base: Any = None) -> Tensor | None:
+        """Signed attributes (B, 40): +1 / -1, 0 = unknown. `attributes`: a dict {name: 0/1} (applied over
+        `base`, default all unknown), a sequence of 40 values in 0/1, or a tensor."""
+        if attributes is None and base is None:
+            return None
+        if not self.uses_attributes:
+            raise ValueError(f"this model ({self.cfg.conditioning.type} conditioning) takes no attributes")
+        from .data.synthetic import ATTRIBUTE_NAMES
+        from .models.conditioning import signed_attributes
+
+        def vec(a: Any) -> Tensor:
+            t = torch.as_tensor(np.asarray(a, dtype=np.float32))
+            if t.shape[-1] != len(ATTRIBUTE_NAMES):
+                raise ValueError(f"give {len(ATTRIBUTE_NAMES)} attribute values, got {t.shape[-1]}")
+            return signed_attributes(t)
+
+        out = vec(base).expand(batch, -1).clone() if base is not None else torch.zeros(batch, len(ATTRIBUTE_NAMES))
+        if isinstance(attributes, dict):
+            for name, value in attributes.items():
+                if name not in ATTRIBUTE_NAMES:
+                    raise ValueError(f"unknown attribute {name!r}; valid: {', '.join(ATTRIBUTE_NAMES)}")
+                if value not in (0, 1, True, False):
+                    raise ValueError(f"attribute {name}={value!r}: use 0 or 1")
+                out[:, ATTRIBUTE_NAMES.index(name)] = 1.0 if value else -1.0
+        elif attributes is not None:
+            out = vec(attributes).expand(batch, -1).clone()
+        return out.to(self.device)
+
+    def with_attributes(self, tokens: Tensor, attributes: Tensor | None) -> Tensor:
+        """Replace the global (attribute) token rows of style tokens; style rows are untouched."""
+        if attributes is None:
+            return tokens
+        enc = self.model.conditioner.attribute_encoder
+        out = tokens.clone()
+        out[:, self.token_classes < 0] = enc(attributes).to(out.dtype).expand(out.shape[0], -1, -1)
+        return out
+
+    def _need_style(self, what: str) -> None:
+        if not self.has_style:
+            raise ValueError(f"{what} needs style tokens; this model uses {self.cfg.conditioning.type!r} conditioning")
+
     # ------------------------------------------------------------------ operations
     def reconstruct(self, image: ImageLike | Sequence[ImageLike], mask: MaskLike | Sequence[MaskLike],
-                    **options: Any) -> EditResult:
+                    attributes: Any = None, **options: Any) -> EditResult:
         """Style and mask from the same face (paper Sec. 4.1)."""
+        self._need_style("reconstruct")
         x, ids = self._batch(image, mask)
-        return self.generate_from_tokens(ids, self.style_tokens(x, ids), SamplingOptions(**options))
+        tokens = self.with_attributes(self.style_tokens(x, ids), self.attribute_vector(attributes, ids.shape[0]))
+        return self.generate_from_tokens(ids, tokens, SamplingOptions(**options))
 
     def swap(self, target: Face | tuple | Sequence, reference: Face | tuple | Sequence,
-             parts: Iterable[str | int] | str | None = None, **options: Any) -> EditResult:
+             parts: Iterable[str | int] | str | None = None, attributes: Any = None, **options: Any) -> EditResult:
         """Total (parts=None) or partial style swap (Sec. 4.2, 4.3): reference style, target mask."""
+        self._need_style("swap")
         (tx, tids), (rx, rids) = self._faces(target), self._faces(reference)
         classes = self.parts(parts)
         tokens = swap_tokens(self.style_tokens(tx, tids), self.style_tokens(rx, rids), classes, self.token_classes)
+        tokens = self.with_attributes(tokens, self.attribute_vector(attributes, tids.shape[0]))
         result = self.generate_from_tokens(tids, tokens, SamplingOptions(**options))
         result.info["parts"] = classes
         return result
 
     def interpolate(self, target: Face | tuple, reference: Face | tuple,
                     parts: Iterable[str | int] | str | None = None,
-                    alphas: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0), **options: Any) -> EditResult:
+                    alphas: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0), attributes: Any = None,
+                    **options: Any) -> EditResult:
         """Per-part linear interpolation of style tokens, target (alpha 0) to reference (alpha 1) (Fig. 6).
 
         Returns one image per alpha, all with the same seed (so only the style moves).
         """
+        self._need_style("interpolate")
         (tx, tids), (rx, rids) = self._faces(target), self._faces(reference)
         if tids.shape[0] != 1:
             raise ValueError("interpolate takes one target and one reference")
         classes = self.parts(parts)
         t_tok, r_tok = self.style_tokens(tx, tids), self.style_tokens(rx, rids)
         tokens = torch.cat([interpolate_tokens(t_tok, r_tok, float(a), classes, self.token_classes) for a in alphas])
+        tokens = self.with_attributes(tokens, self.attribute_vector(attributes, len(alphas)))
         opts = SamplingOptions(**options)
         base = opts.seed if isinstance(opts.seed, int) else opts.seed[0]
         opts.seed = [base] * len(alphas)
@@ -305,29 +390,66 @@ class SCADMPipeline:
         result.info.update(alphas=list(map(float, alphas)), parts=classes)
         return result
 
-    def generate(self, mask: MaskLike, n: int = 1, **options: Any) -> EditResult:
-        """Noise-based generation (Sec. 4.4): the empty style, n samples for one mask."""
-        ids = self.load_mask(mask)
+    def generate(self, mask: MaskLike | None = None, n: int = 1, attributes: Any = None, **options: Any) -> EditResult:
+        """Noise-based generation (Sec. 4.4): the empty style, n samples for one mask.
+
+        Token-conditioned models (attributes / mask tokens) generate from their conditions, guided
+        by the config's scale; an unconditional model needs no mask.
+        """
+        if mask is None:
+            if self.cfg.conditioning.type != "none" or self.cfg.unet.spade_parts:
+                raise ValueError("this model needs a mask to generate from")
+            ids = torch.zeros(n, *self.image_size, dtype=torch.long, device=self.device)
+        else:
+            ids = self.load_mask(mask)
         if ids.shape[0] == 1:
             ids = ids.expand(n, -1, -1)
-        return self.generate_from_tokens(ids, self.style_tokens(None, ids), SamplingOptions(**options), guided=False)
+        attrs = self.attribute_vector(attributes, ids.shape[0])
+        if self.has_style:
+            tokens = self.with_attributes(self.style_tokens(None, ids), attrs)
+            return self.generate_from_tokens(ids, tokens, SamplingOptions(**options), guided=attrs is not None)
+        cond = self.model.conditions(self.one_hot(ids), None, attrs)
+        return self.generate_from_conditions(ids, cond, SamplingOptions(**options),
+                                             guided=self.cfg.conditioning.type != "none")
 
     def mix(self, mask: MaskLike, reference: Face | tuple, parts: Iterable[str | int] | str,
-            n: int = 1, **options: Any) -> EditResult:
+            n: int = 1, attributes: Any = None, **options: Any) -> EditResult:
         """Reference style for the named parts, noise (the empty style) for the rest (Fig. 1b)."""
+        self._need_style("mix")
         ids = self.load_mask(mask)
         rx, rids = self._face(reference)
         ids = ids.expand(n, -1, -1) if ids.shape[0] == 1 else ids
         empty = self.style_tokens(None, ids)
         ref = self.style_tokens(rx, rids).expand(ids.shape[0], -1, -1)
         tokens = swap_tokens(empty, ref, self.parts(parts), self.token_classes)
+        tokens = self.with_attributes(tokens, self.attribute_vector(attributes, ids.shape[0]))
         return self.generate_from_tokens(ids, tokens, SamplingOptions(**options))
 
-    def edit_mask(self, image: ImageLike, mask: MaskLike, new_mask: MaskLike, **options: Any) -> EditResult:
+    def edit_mask(self, image: ImageLike, mask: MaskLike, new_mask: MaskLike, attributes: Any = None,
+                  **options: Any) -> EditResult:
         """Keep the face's styles, change its shape: tokens from (image, mask), generated with new_mask."""
+        self._need_style("edit_mask")
         x, ids = self.load_image(image), self.load_mask(mask)
         new_ids = self.load_mask(new_mask)
-        return self.generate_from_tokens(new_ids, self.style_tokens(x, ids), SamplingOptions(**options))
+        tokens = self.with_attributes(self.style_tokens(x, ids), self.attribute_vector(attributes, 1))
+        return self.generate_from_tokens(new_ids, tokens, SamplingOptions(**options))
+
+    def swap_mask_parts(self, mask: MaskLike, donor: MaskLike, parts: Iterable[str | int] | str,
+                        image: ImageLike | None = None, n: int = 1, attributes: Any = None,
+                        **options: Any) -> EditResult:
+        """Mask component swapping (multi-conditioning paper Sec. 5): generate from `mask` with the
+        donor's `parts` pasted in. With `image` (the face of `mask`) its styles are kept."""
+        ids, donor_ids = self.load_mask(mask), self.load_mask(donor)
+        mixed = torch.from_numpy(mix_mask_parts(ids[0].cpu().numpy(), donor_ids[0].cpu().numpy(),
+                                                self.parts(parts) or [])).to(self.device)[None]
+        if image is not None:
+            self._need_style("swap_mask_parts with an image")
+            tokens = self.with_attributes(self.style_tokens(self.load_image(image), ids), self.attribute_vector(attributes, 1))
+            result = self.generate_from_tokens(mixed.expand(n, -1, -1), tokens.expand(n, -1, -1), SamplingOptions(**options))
+        else:
+            result = self.generate(mixed, n=n, attributes=attributes, **options)
+        result.info["mixed_mask"] = mixed[0].cpu().numpy().astype(np.uint8)
+        return result
 
     # ------------------------------------------------------------------ batching helpers
     def _batch(self, images: Any, masks: Any) -> tuple[Tensor, Tensor]:

@@ -6,11 +6,13 @@ ids ``rank, rank + N, ...``. Image k of the split (in split order) always uses s
 ``seed + k``, so the result does not depend on the number of processes or the batch size.
 
 Modes: ``reconstruction`` (own style, own mask), ``swap`` (total swap; reference = the next
-id of the split), ``noise`` (noise-based, the id's mask).
+id of the split), ``partial-swap`` (one part from the next id: the k-th part present in both
+masks, cycling, recorded in ``parts.json``), ``noise`` (noise-based, the id's mask).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -47,6 +49,8 @@ def run_sampling_job(data: str | Path, out: str | Path, *, mode: str = "reconstr
         return {"done": 0, "skipped": len(mine)}
     pipe = SCADMPipeline.from_pretrained(model, device=device)
     opts = {k: v for k, v in (options or {}).items() if v is not None}
+    parts_file = out / "parts.json"
+    parts_done: dict[str, str] = json.loads(parts_file.read_text()) if parts_file.is_file() else {}
     bar = tqdm(total=len(todo), desc=f"sample {mode}", disable=not progress)
     for lo in range(0, len(todo), batch_size):
         chunk = todo[lo:lo + batch_size]
@@ -59,6 +63,15 @@ def run_sampling_job(data: str | Path, out: str | Path, *, mode: str = "reconstr
             refs = [ids[(k + 1) % len(ids)] for k, _ in chunk]
             result = pipe.swap(list(zip(images, masks)),
                                [(layout.image_path(r), layout.label_path(r)) for r in refs], None, seed=seeds, **opts)
+        elif mode == "partial-swap":
+            refs = [ids[(k + 1) % len(ids)] for k, _ in chunk]
+            tensors = []
+            for (k, i), r, seed_k in zip(chunk, refs, seeds):
+                part = partial_swap_part(layout, i, r, k)
+                parts_done[i] = pipe.label_set.names[part]
+                tensors.append(pipe.swap((layout.image_path(i), layout.label_path(i)),
+                                         (layout.image_path(r), layout.label_path(r)), [part], seed=seed_k, **opts))
+            result = type(tensors[0])([im for t in tensors for im in t.images], None, [], {})
         elif mode == "noise":
             import torch
 
@@ -71,5 +84,20 @@ def run_sampling_job(data: str | Path, out: str | Path, *, mode: str = "reconstr
             im.save(tmp, format="PNG")
             tmp.replace(out / f"{i}.png")
         bar.update(len(chunk))
+        if mode == "partial-swap" and rank == 0 and world == 1:
+            parts_file.write_text(json.dumps(parts_done, indent=1))
     bar.close()
     return {"done": len(todo), "skipped": len(mine) - len(todo)}
+
+
+def partial_swap_part(layout, target_id: str, reference_id: str, k: int) -> int:
+    """The part swapped for split position k: the k-th (cyclically) class present in both masks, background excluded."""
+    import numpy as np
+
+    from .data.layout import load_label
+
+    shared = sorted((set(np.unique(load_label(layout.label_path(target_id)))) &
+                     set(np.unique(load_label(layout.label_path(reference_id))))) - {0})
+    if not shared:
+        return 0
+    return int(shared[k % len(shared)])

@@ -97,6 +97,10 @@ class FaceDataset(Dataset):
             if found is not None:
                 self.attribute_names, self._attrs = found
 
+    @property
+    def has_attributes(self) -> bool:
+        return self._attrs is not None
+
     def __len__(self) -> int:
         return len(self.ids)
 

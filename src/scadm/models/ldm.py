@@ -30,7 +30,7 @@ class SemanticLDM(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg.validate()
-        self.conditioner: ConditionEncoder = build_conditioning(cfg.conditioning)
+        self.conditioner: ConditionEncoder = build_conditioning(cfg.conditioning, cfg.unet.num_classes)
         self.unet = SemanticUNet(cfg.unet)
 
     @property
@@ -38,8 +38,9 @@ class SemanticLDM(nn.Module):
         labels = self.cfg.labels
         return LabelSet.from_dict(labels) if isinstance(labels, dict) else get_label_set(labels)
 
-    def conditions(self, mask: Tensor, image: Tensor | None = None) -> Conditions:
-        return self.conditioner(mask, image)
+    def conditions(self, mask: Tensor, image: Tensor | None = None, attributes: Tensor | None = None) -> Conditions:
+        """Encode the raw conditions; attributes are signed (+1 / -1, 0 = unknown)."""
+        return self.conditioner(mask, image, attributes)
 
     def prepare(self, cond: Conditions, latent_size: tuple[int, int] | None = None) -> PreparedConditions:
         return self.unet.prepare(cond, latent_size or self.cfg.latent_size)

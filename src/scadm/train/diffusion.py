@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from ..config import Recipe, to_dict
 from ..diffusion import NoiseSchedule, diffusion_loss
 from ..models.autoencoder import FirstStage
+from ..models.conditioning import signed_attributes
 from ..models.ldm import SemanticLDM
 from .common import (
     EMA, Checkpoints, GlobalBatchSampler, TrainLog, make_accelerator, progress_bar, resolve_path,
@@ -37,9 +38,9 @@ class _Denoiser(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, z_t: Tensor, t: Tensor, cond: tuple[Tensor, Tensor | None]) -> Tensor:
-        mask, style_image = cond
-        return self.model(z_t, t, self.model.conditions(mask, style_image))
+    def forward(self, z_t: Tensor, t: Tensor, cond: tuple[Tensor, Tensor | None, Tensor | None]) -> Tensor:
+        mask, style_image, attributes = cond
+        return self.model(z_t, t, self.model.conditions(mask, style_image, attributes))
 
 
 def _flip_batch(image: Tensor, label: Tensor, flip: Tensor, perm: Tensor) -> tuple[Tensor, Tensor]:
@@ -95,7 +96,10 @@ def train_diffusion(
     if ae_path is None:
         raise ValueError("no first stage: pass --autoencoder PATH or set training.autoencoder in the config")
     first_stage = FirstStage.from_pretrained(ae_path, cfg.latent_scale if cfg.latent_scale > 0 else 1.0).to(acc.device)
-    dataset = FaceDataset(data, split="train", size=tuple(cfg.image_size), flip=False, with_attributes=False)
+    needs_attributes = cfg.conditioning.type in ("attributes", "multi", "style+attributes")
+    dataset = FaceDataset(data, split="train", size=tuple(cfg.image_size), flip=False, with_attributes=needs_attributes)
+    if needs_attributes and not dataset.has_attributes:
+        raise ValueError(f"conditioning {cfg.conditioning.type!r} needs attributes, but {data} has no attributes.csv")
     if cfg.latent_scale <= 0:  # LDM's scale_by_std: unit-variance latents, fixed for the model's life
         scale = latent_scale_by_std(first_stage, dataset, acc.device)
         cfg = dataclasses.replace(cfg, latent_scale=scale)
@@ -162,7 +166,7 @@ def train_diffusion(
             batch = next(batches)
             positions = [rank * tc.batch_size + i for i in range(len(batch["id"]))]
             gens = [sample_generator(tc.seed, k, j) for j in positions]
-            coins = torch.stack([torch.rand(3, generator=g) for g in gens]).to(acc.device)  # flip, style, mask
+            coins = torch.stack([torch.rand(4, generator=g) for g in gens]).to(acc.device)  # flip, style, mask, attributes
             image = batch["image"].to(acc.device)
             label = batch["label"].to(acc.device)
             flip = coins[:, 0] < 0.5 if tc.flip else torch.zeros(len(gens), dtype=torch.bool, device=acc.device)
@@ -176,7 +180,11 @@ def train_diffusion(
             mask = F.one_hot(label, cfg.unet.num_classes).permute(0, 3, 1, 2).float()
             keep_style = (coins[:, 1] >= tc.style_dropout).float()[:, None, None, None]
             keep_mask = (coins[:, 2] >= tc.mask_dropout).float()[:, None, None, None]
-            cond = (mask * keep_mask, image * keep_style * keep_mask)
+            attributes = None
+            if needs_attributes:
+                keep_attr = (coins[:, 3] >= tc.attribute_dropout).float()[:, None]
+                attributes = signed_attributes(batch["attributes"].to(acc.device)) * keep_attr
+            cond = (mask * keep_mask, image * keep_style * keep_mask, attributes)
             t = torch.stack([torch.randint(0, schedule.num_train_timesteps, (), generator=g) for g in gens]).to(acc.device)
             noise = torch.stack([torch.randn(z0.shape[1:], generator=g) for g in gens]).to(acc.device)
             ctx = acc.no_sync(denoiser) if micro < tc.grad_accum - 1 else _nullcontext()

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Reproduce the bundled model assets/synthetic-64 from nothing (about 90 minutes on a 2-core CPU):
+# synthetic data -> autoencoder -> SCA-DM -> a compact parser for the benchmark -> assets/.
+#   bash scripts/train_bundled.sh [RUNS_DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:-runs}
+SCADM=${SCADM:-.venv/bin/scadm}
+$SCADM synth --n 22000 --size 64 --seed 0 --test-fraction 0.0909 --out data/synthetic-64
+$SCADM train-autoencoder --config synthetic-64 --data data/synthetic-64 --out "$RUNS/synthetic-64-ae"
+$SCADM train --config synthetic-64 --data data/synthetic-64 --autoencoder "$RUNS/synthetic-64-ae/autoencoder" \
+    --out "$RUNS/synthetic-64"
+$SCADM train-parser --data data/synthetic-64 --out "$RUNS/parser-synthetic-64" --steps 800 --threads 1
+rm -rf assets/synthetic-64.new
+cp -r "$RUNS/synthetic-64/model" assets/synthetic-64.new
+cp -r "$RUNS/parser-synthetic-64" assets/synthetic-64.new/parser
+cp "$RUNS/synthetic-64/loss.png" "$RUNS/synthetic-64/loss.csv" "$RUNS/synthetic-64/config.yaml" assets/synthetic-64.new/
+cp "$RUNS/synthetic-64-ae/metrics.json" assets/synthetic-64.new/autoencoder-metrics.json
+cp "$RUNS/synthetic-64-ae/loss.png" assets/synthetic-64.new/autoencoder-loss.png
+rm -rf assets/synthetic-64 && mv assets/synthetic-64.new assets/synthetic-64
+echo "bundled model written to assets/synthetic-64"
