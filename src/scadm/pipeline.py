@@ -322,6 +322,10 @@ class SCADMPipeline:
             return signed_attributes(t)
 
         out = vec(base).expand(batch, -1).clone() if base is not None else torch.zeros(batch, len(ATTRIBUTE_NAMES))
+        if isinstance(attributes, Tensor) and attributes.ndim == 2:  # one 0/1 vector per image
+            if attributes.shape[0] != batch:
+                raise ValueError(f"got attributes for {attributes.shape[0]} images, expected {batch}")
+            return signed_attributes(attributes.float()).to(self.device)
         if isinstance(attributes, dict):
             for name, value in attributes.items():
                 if name not in ATTRIBUTE_NAMES:

@@ -22,6 +22,22 @@ NullOpt = typer.Option(None, "--null-condition", help="'style' (empty style, sam
 SeedOpt = typer.Option(0, "--seed", help="Image i uses seed + i.")
 OutOpt = typer.Option(..., "--out", "-o", help="Output PNG (result; more images get _1, _2 ...) or a folder.")
 DeviceOpt = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available).")
+SetOpt = typer.Option(None, "--set", help="Attributes for models that take them, e.g. Eyeglasses=1,Smiling=0.")
+
+
+def parse_attributes(spec: Optional[str]) -> dict | None:
+    """'Eyeglasses=1,Smiling=0' -> {'Eyeglasses': 1, 'Smiling': 0}."""
+    if not spec:
+        return None
+    out = {}
+    for item in spec.split(","):
+        if not item.strip():
+            continue
+        name, sep, value = item.partition("=")
+        if not sep or value.strip() not in ("0", "1"):
+            raise UserError(f"--set {item!r}: write NAME=0 or NAME=1, comma-separated (e.g. Eyeglasses=1,Smiling=0)")
+        out[name.strip()] = int(value)
+    return out
 
 
 def _pipeline(model: Optional[Path], device: Optional[str]):
@@ -101,13 +117,14 @@ def reconstruct(
     out: Path = OutOpt, model: Optional[Path] = ModelOpt, sampler: Optional[str] = SamplerOpt,
     steps: Optional[int] = StepsOpt, eta: Optional[float] = EtaOpt, guidance_scale: Optional[float] = ScaleOpt,
     null_condition: Optional[str] = NullOpt, seed: int = SeedOpt, device: Optional[str] = DeviceOpt,
+    set_: Optional[str] = SetOpt,
 ) -> None:
     """Reconstruct a face from its own style and mask."""
     _need(image, "--image", "the face to reconstruct")
     _need(mask, "--mask", "the face's semantic mask")
     _check_out(out, [image, mask])
     pipe = _pipeline(model, device)
-    r = pipe.reconstruct(image, mask, **_options(sampler, steps, eta, guidance_scale, null_condition, seed))
+    r = pipe.reconstruct(image, mask, attributes=parse_attributes(set_), **_options(sampler, steps, eta, guidance_scale, null_condition, seed))
     write_result(r, out, [image, mask], {"image": [_input_image(pipe, image)], "mask": [_mask_image(pipe, mask)]})
 
 
@@ -121,6 +138,7 @@ def swap(
     out: Path = OutOpt, model: Optional[Path] = ModelOpt, sampler: Optional[str] = SamplerOpt,
     steps: Optional[int] = StepsOpt, eta: Optional[float] = EtaOpt, guidance_scale: Optional[float] = ScaleOpt,
     null_condition: Optional[str] = NullOpt, seed: int = SeedOpt, device: Optional[str] = DeviceOpt,
+    set_: Optional[str] = SetOpt,
 ) -> None:
     """Total or partial style swap: the reference's style, the target's shape."""
     ins = [_need(target, "--target", "the target face"), _need(target_mask, "--target-mask", "the target's mask"),
@@ -129,7 +147,7 @@ def swap(
     _check_out(out, ins)
     pipe = _pipeline(model, device)
     part_ids = pipe.parts(parts) if parts else None
-    r = pipe.swap((target, target_mask), (reference, reference_mask), part_ids,
+    r = pipe.swap((target, target_mask), (reference, reference_mask), part_ids, attributes=parse_attributes(set_),
                   **_options(sampler, steps, eta, guidance_scale, null_condition, seed))
     write_result(r, out, ins, {"target": [_input_image(pipe, target)], "reference": [_input_image(pipe, reference)]})
 
@@ -143,6 +161,7 @@ def interpolate(
     out: Path = OutOpt, model: Optional[Path] = ModelOpt, sampler: Optional[str] = SamplerOpt,
     steps: Optional[int] = StepsOpt, eta: Optional[float] = EtaOpt, guidance_scale: Optional[float] = ScaleOpt,
     null_condition: Optional[str] = NullOpt, seed: int = SeedOpt, device: Optional[str] = DeviceOpt,
+    set_: Optional[str] = SetOpt,
 ) -> None:
     """Interpolate part styles from the target (alpha 0) to the reference (alpha 1), paper Fig. 6."""
     ins = [_need(target, "--target", "the target face"), _need(target_mask, "--target-mask", "the target's mask"),
@@ -155,7 +174,7 @@ def interpolate(
     _check_out(out, ins)
     pipe = _pipeline(model, device)
     r = pipe.interpolate((target, target_mask), (reference, reference_mask), pipe.parts(parts) if parts else None,
-                         alphas=alpha_list, **_options(sampler, steps, eta, guidance_scale, null_condition, seed))
+                         alphas=alpha_list, attributes=parse_attributes(set_), **_options(sampler, steps, eta, guidance_scale, null_condition, seed))
     write_result(r, out, ins, captions=[f"alpha {a:g}" for a in alpha_list])
 
 
@@ -166,6 +185,7 @@ def generate(
     out: Path = OutOpt, model: Optional[Path] = ModelOpt, sampler: Optional[str] = SamplerOpt,
     steps: Optional[int] = StepsOpt, eta: Optional[float] = EtaOpt, seed: int = SeedOpt,
     device: Optional[str] = DeviceOpt,
+    set_: Optional[str] = SetOpt,
 ) -> None:
     """Noise-based generation: random styles for a mask (no reference)."""
     _need(mask, "--mask", "the mask to generate for")
@@ -173,7 +193,7 @@ def generate(
         raise UserError(f"--n {n}: give at least 1")
     _check_out(out, [mask])
     pipe = _pipeline(model, device)
-    r = pipe.generate(mask, n=n, **_options(sampler, steps, eta, None, None, seed))
+    r = pipe.generate(mask, n=n, attributes=parse_attributes(set_), **_options(sampler, steps, eta, None, None, seed))
     write_result(r, out, [mask], {"mask": _tile(_mask_image(pipe, mask), 1)})
 
 
@@ -186,13 +206,14 @@ def mix(
     out: Path = OutOpt, model: Optional[Path] = ModelOpt, sampler: Optional[str] = SamplerOpt,
     steps: Optional[int] = StepsOpt, eta: Optional[float] = EtaOpt, guidance_scale: Optional[float] = ScaleOpt,
     null_condition: Optional[str] = NullOpt, seed: int = SeedOpt, device: Optional[str] = DeviceOpt,
+    set_: Optional[str] = SetOpt,
 ) -> None:
     """Mixed generation: reference style for some parts, noise for the rest (paper Fig. 1b)."""
     ins = [_need(mask, "--mask", "the mask to generate with"), _need(reference, "--reference", "the reference face"),
            _need(reference_mask, "--reference-mask", "a reference needs its mask to pool its styles")]
     _check_out(out, ins)
     pipe = _pipeline(model, device)
-    r = pipe.mix(mask, (reference, reference_mask), pipe.parts(parts), n=n,
+    r = pipe.mix(mask, (reference, reference_mask), pipe.parts(parts), n=n, attributes=parse_attributes(set_),
                  **_options(sampler, steps, eta, guidance_scale, null_condition, seed))
     write_result(r, out, ins, {"reference": [_input_image(pipe, reference)]})
 
@@ -204,14 +225,45 @@ def edit_mask(
     out: Path = OutOpt, model: Optional[Path] = ModelOpt, sampler: Optional[str] = SamplerOpt,
     steps: Optional[int] = StepsOpt, eta: Optional[float] = EtaOpt, guidance_scale: Optional[float] = ScaleOpt,
     null_condition: Optional[str] = NullOpt, seed: int = SeedOpt, device: Optional[str] = DeviceOpt,
+    set_: Optional[str] = SetOpt,
 ) -> None:
     """Keep a face's styles, change its shape with an edited mask."""
     ins = [_need(image, "--image", "the face"), _need(mask, "--mask", "its mask"),
            _need(new_mask, "--new-mask", "the edited mask")]
     _check_out(out, ins)
     pipe = _pipeline(model, device)
-    r = pipe.edit_mask(image, mask, new_mask, **_options(sampler, steps, eta, guidance_scale, null_condition, seed))
+    r = pipe.edit_mask(image, mask, new_mask, attributes=parse_attributes(set_), **_options(sampler, steps, eta, guidance_scale, null_condition, seed))
     write_result(r, out, ins, {"image": [_input_image(pipe, image)], "new mask": [_mask_image(pipe, new_mask)]})
+
+
+@edit_app.command("swap-mask-parts")
+def swap_mask_parts(
+    mask: Path = typer.Option(..., "--mask", help="Mask A."),
+    donor: Path = typer.Option(..., "--donor", help="Mask B, whose parts are pasted over A's."),
+    parts: str = typer.Option(..., "--parts", help="Parts to take from the donor, e.g. hair,l_eye."),
+    image: Optional[Path] = typer.Option(None, "--image", help="A's face: keep its styles (SCA-DM models)."),
+    n: int = typer.Option(1, "--n"),
+    out: Path = OutOpt, model: Optional[Path] = ModelOpt, sampler: Optional[str] = SamplerOpt,
+    steps: Optional[int] = StepsOpt, eta: Optional[float] = EtaOpt, guidance_scale: Optional[float] = ScaleOpt,
+    null_condition: Optional[str] = NullOpt, seed: int = SeedOpt, device: Optional[str] = DeviceOpt,
+    set_: Optional[str] = SetOpt,
+) -> None:
+    """Mask component swapping (multi-conditioning paper Sec. 5): generate from A with B's parts."""
+    from PIL import Image
+
+    ins = [_need(mask, "--mask", "mask A"), _need(donor, "--donor", "the donor mask")]
+    if image is not None:
+        ins.append(_need(image, "--image", "A's face"))
+    _check_out(out, ins)
+    pipe = _pipeline(model, device)
+    r = pipe.swap_mask_parts(mask, donor, pipe.parts(parts), image=image, n=n, attributes=parse_attributes(set_),
+                             **_options(sampler, steps, eta, guidance_scale, null_condition, seed))
+    mixed = Image.fromarray(pipe.label_set.colorize(r.info["mixed_mask"]))
+    written = write_result(r, out, ins, {"mask A": [_mask_image(pipe, mask)], "donor": [_mask_image(pipe, donor)],
+                                          "mixed": [mixed]})
+    mixed_path = written[0].parent / (written[0].stem + "_mixed_mask.png")
+    _check_out(mixed_path, ins)
+    Image.fromarray(r.info["mixed_mask"]).save(mixed_path)
 
 
 # --------------------------------------------------------------------------- bulk sampling

@@ -225,6 +225,44 @@ def _plot_noise(result: dict, work: Path) -> None:
     plt.close(fig)
 
 
+@eval_app.command("conditioning")
+def conditioning(
+    data: Path = typer.Option(..., "--data", help="Prepared dataset folder (with attributes.csv for attribute models)."),
+    model: Optional[Path] = ModelOpt,
+    split: str = typer.Option("test", "--split"),
+    n: Optional[int] = typer.Option(None, "--n"),
+    out: Path = typer.Option(Path("runs/eval"), "--out"),
+    eta: str = typer.Option("0,1", "--eta", help="DDIM eta values: 0 = 'd.', 1 = 's.'."),
+    classifier: Optional[Path] = typer.Option(None, "--classifier", help="A `scadm train-classifier` run (attribute accuracy)."),
+    parser: Optional[Path] = typer.Option(None, "--parser", help="Parser (mask accuracy, mIoU)."),
+    inception: Optional[Path] = typer.Option(None, "--inception"),
+    lpips_vgg: Optional[Path] = typer.Option(None, "--lpips-vgg"),
+    lpips_lin: Optional[Path] = typer.Option(None, "--lpips-lin"),
+    diversity_masks: int = typer.Option(20, "--diversity-conditions", help="Conditions for the diversity column."),
+    samples: int = typer.Option(10, "--samples"),
+    steps: Optional[int] = StepsOpt,
+    seed: int = typer.Option(0, "--seed"),
+    json_out: Optional[Path] = typer.Option(None, "--json"),
+    device: Optional[str] = DeviceOpt,
+) -> None:
+    """The multi-conditioning paper's Table 4: FID, KID, attribute acc., mask acc., mIoU, LPIPS."""
+    from ..eval.classifier import load_classifier
+    from ..eval.protocols import conditioning_protocol
+
+    scorer = _scorer(model, data, split, n, parser, inception, lpips_vgg, lpips_lin, device)
+    clf = load_classifier(classifier).eval() if classifier else None
+    rows = []
+    for e in [float(x) for x in eta.split(",")]:
+        rows.append(conditioning_protocol(scorer, Path(out), model, {"steps": steps}, eta=e, classifier=clf,
+                                          diversity_masks=diversity_masks if e == 1.0 else 0, samples=samples,
+                                          seed=seed, printer=console.print))
+    cols = ["condition", "eta", "fid", "kid", "parser_fd", "attribute_accuracy", "mask_accuracy", "miou",
+            "lpips_diversity", "pixel_l1_diversity"]
+    cols = [c for c in cols if any(c in r for r in rows)]
+    _finish({"rows": [{c: r.get(c, "") for c in cols} for r in rows],
+             "protocols": [r["protocol"] for r in rows], "details": rows}, "conditioning", json_out, Path(out))
+
+
 def register(app: typer.Typer) -> None:
     for name in ("reconstruction", "swap", "partial-swap", "noise", "diversity"):
         eval_app.command(name)(_protocol_command(name))

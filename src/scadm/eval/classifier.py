@@ -116,7 +116,6 @@ def train_classifier(
 ) -> dict:
     """Train an :class:`AttributeClassifier` (BCE, AdamW, one-cycle cosine, flip augmentation) and
     score it on ``eval_split``. Writes ``classifier.safetensors`` + ``classifier.json`` to ``out``."""
-    from safetensors.torch import save_file
     from torch.utils.data import DataLoader
 
     from ..data.dataset import FaceDataset
@@ -174,12 +173,21 @@ def train_classifier(
         },
         "metrics": {"split": eval_split, "num_images": len(test_set), **scores},
     }
+    save_classifier(model, out, info)
+    return info
+
+
+def save_classifier(model: AttributeClassifier, out: str | os.PathLike, info: dict) -> Path:
+    """Write classifier.safetensors + classifier.json (``kind`` and ``config`` are filled in)."""
+    from safetensors.torch import save_file
+
     outp = Path(out)
     outp.mkdir(parents=True, exist_ok=True)
     model.cpu()
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(outp / "classifier.safetensors"))
-    (outp / "classifier.json").write_text(json.dumps(info, indent=2) + "\n")
-    return info
+    meta = {"kind": "attribute-classifier", "config": model.config(), **info}
+    (outp / "classifier.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return outp
 
 
 def load_classifier(path: str | os.PathLike) -> AttributeClassifier:
