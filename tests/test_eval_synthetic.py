@@ -44,20 +44,23 @@ class PaintingPipe:
     def swap(self, targets, refs, parts, **_):
         single = isinstance(targets, tuple)
         targets, refs = ([targets], [refs]) if single else (targets, refs)
-        parts = self._parts(parts)
+        per_image = parts is not None and isinstance(parts[0], (list, tuple))
         out = []
-        for t, r in zip(targets, refs):
+        for k, (t, r) in enumerate(zip(targets, refs)):
+            wanted = self._parts(parts[k] if per_image else parts)
             cols, rc = self._style(t), self._style(r)
             for c in rc:
-                if parts is None or c in parts:
+                if wanted is None or c in wanted:
                     cols[c] = rc[c]
             out.append(self._paint(np.asarray(t[1]), cols))
         return _Result(out)
 
-    def mix(self, label, ref, parts, **_):
-        rc = self._style(ref)
-        cols = {c: rc[c] for c in self._parts(parts) if c in rc}
-        return _Result([self._paint(np.asarray(label), cols)])
+    def mix(self, labels, refs, parts, **_):
+        out = []
+        for label, ref in zip(labels, refs):
+            rc = self._style(ref)
+            out.append(self._paint(np.asarray(label), {c: rc[c] for c in self._parts(parts) if c in rc}))
+        return _Result(out)
 
     def interpolate(self, target, ref, parts, alphas, **_):
         tc, rc = self._style(target), self._style(ref)

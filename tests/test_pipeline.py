@@ -111,3 +111,16 @@ def test_bad_inputs_are_clear_errors(pipe, tiny_faces, tmp_path):
     Image.fromarray(np.full((32, 32), 40, np.uint8)).save(bad)
     with pytest.raises(ValueError, match="40"):
         pipe.load_mask(bad)
+
+
+def test_batched_partial_swaps_with_a_part_list_per_image(pipe, tiny_faces):
+    (i0, m0, _), (i1, m1, _), (i2, m2, _) = tiny_faces[:3]
+    both = pipe.swap([(i0, m0), (i1, m1)], [(i1, m1), (i2, m2)], [["l_eye"], ["hair", "skin"]], seed=4, **FAST).tensors
+    one = pipe.swap((i0, m0), (i1, m1), ["l_eye"], seed=4, **FAST).tensors
+    two = pipe.swap((i1, m1), (i2, m2), ["hair", "skin"], seed=5, **FAST).tensors
+    assert (both - torch.cat([one, two])).abs().max() < 1e-4
+    t = torch.randn(2, 19, 4)
+    r = torch.randn(2, 19, 4)
+    out = swap_tokens(t, r, [[4], [5, 13]], pipe.token_classes)
+    assert torch.equal(out[0, 4], r[0, 4]) and torch.equal(out[0, 5], t[0, 5])
+    assert torch.equal(out[1, 5], r[1, 5]) and torch.equal(out[1, 13], r[1, 13]) and torch.equal(out[1, 4], t[1, 4])

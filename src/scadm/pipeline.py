@@ -107,15 +107,26 @@ def class_rows(token_classes: Tensor, classes: Iterable[int]) -> Tensor:
     return torch.isin(token_classes, wanted)
 
 
-def swap_tokens(target: Tensor, reference: Tensor, classes: Iterable[int] | None, token_classes: Tensor) -> Tensor:
-    """Copy the reference's token rows of `classes` (all rows when None) into the target's tokens."""
+def swap_tokens(target: Tensor, reference: Tensor, classes: Iterable[int] | Sequence[Iterable[int]] | None,
+                token_classes: Tensor) -> Tensor:
+    """Copy the reference's token rows of `classes` (all rows when None) into the target's tokens.
+
+    `classes` may also hold one list per image of the batch (a different partial swap for each).
+    """
+    reference = reference.to(target.dtype).expand_as(target)
     if classes is None:
-        rows = token_classes >= 0
+        rows = (token_classes >= 0).expand(target.shape[0], -1)
+    elif _per_image(classes):
+        if len(classes) != target.shape[0]:
+            raise ValueError(f"got {len(classes)} part lists for {target.shape[0]} images")
+        rows = torch.stack([class_rows(token_classes, c) for c in classes])
     else:
-        rows = class_rows(token_classes, classes)
-    out = target.clone()
-    out[:, rows] = reference[:, rows].to(out.dtype)
-    return out
+        rows = class_rows(token_classes, classes).expand(target.shape[0], -1)
+    return torch.where(rows[..., None], reference, target)
+
+
+def _per_image(classes: Any) -> bool:
+    return isinstance(classes, (list, tuple)) and len(classes) > 0 and isinstance(classes[0], (list, tuple))
 
 
 def interpolate_tokens(target: Tensor, reference: Tensor, alpha: float, classes: Iterable[int] | None,
@@ -247,9 +258,13 @@ class SCADMPipeline:
             raise ValueError("a reference or target face needs its mask (pass Face(image, mask))")
         return self.load_image(face.image), self.load_mask(face.mask)
 
-    def parts(self, parts: Iterable[str | int] | str | None) -> list[int] | None:
-        """Part names or ids -> class ids (None stays None = every part)."""
-        return None if parts is None else self.label_set.indices(parts)
+    def parts(self, parts: Iterable[str | int] | str | None) -> list[int] | list[list[int]] | None:
+        """Part names or ids -> class ids (None stays None = every part; one list per image stays per image)."""
+        if parts is None:
+            return None
+        if _per_image(parts):
+            return [self.label_set.indices(p) for p in parts]
+        return self.label_set.indices(parts)
 
     # ------------------------------------------------------------------ style tokens
     @torch.no_grad()
@@ -416,12 +431,15 @@ class SCADMPipeline:
         return self.generate_from_conditions(ids, cond, SamplingOptions(**options),
                                              guided=self.cfg.conditioning.type != "none")
 
-    def mix(self, mask: MaskLike, reference: Face | tuple, parts: Iterable[str | int] | str,
+    def mix(self, mask: MaskLike, reference: Face | tuple | Sequence, parts: Iterable[str | int] | str,
             n: int = 1, attributes: Any = None, **options: Any) -> EditResult:
-        """Reference style for the named parts, noise (the empty style) for the rest (Fig. 1b)."""
+        """Reference style for the named parts, noise (the empty style) for the rest (Fig. 1b).
+
+        A batch of masks (B, H, W) may come with one reference per mask.
+        """
         self._need_style("mix")
         ids = self.load_mask(mask)
-        rx, rids = self._face(reference)
+        rx, rids = self._faces(reference)
         ids = ids.expand(n, -1, -1) if ids.shape[0] == 1 else ids
         empty = self.style_tokens(None, ids)
         ref = self.style_tokens(rx, rids).expand(ids.shape[0], -1, -1)

@@ -188,14 +188,9 @@ class SyntheticBenchmark:
         parts = self._swap_parts()
         idx = list(range(self.n))
 
-        def run(b: list[int]) -> list[np.ndarray]:
-            out = []
-            for i in b:  # parts differ per pair: one call each, same seeds as a batch would use
-                out.extend(self._arrays(self.pipe.swap(self._face(i), self._face(i + 1), [parts[i]],
-                                                       seed=self.seed + i, **self.sampling)))
-            return out
-
-        gens = self._batches(idx, run, "partial swap")
+        gens = self._batches(idx, lambda b: self._arrays(self.pipe.swap(
+            [self._face(i) for i in b], [self._face(i + 1) for i in b], [[parts[i]] for i in b],
+            seed=self.seed + b[0], **self.sampling)), "partial swap")
         swapped, preserved = Tally(), Tally()
         for i, g in zip(idx, gens):
             means = region_means(g, self.faces[i].label)
@@ -211,14 +206,9 @@ class SyntheticBenchmark:
         idx = list(range(self.n))
         parts = [CELEBAMASK_HQ.index(p) for p in MIX_PARTS]
 
-        def run(b: list[int]) -> list[np.ndarray]:
-            out = []
-            for i in b:
-                out.extend(self._arrays(self.pipe.mix(self.faces[i].label, self._face(i + 1), list(MIX_PARTS),
-                                                      seed=self.seed + i, **self.sampling)))
-            return out
-
-        gens = self._batches(idx, run, "mixed")
+        gens = self._batches(idx, lambda b: self._arrays(self.pipe.mix(
+            np.stack([self.faces[i].label for i in b]), [self._face(i + 1) for i in b], list(MIX_PARTS),
+            seed=self.seed + b[0], **self.sampling)), "mixed")
         tally = Tally()
         for i, g in zip(idx, gens):
             means = region_means(g, self.faces[i].label)

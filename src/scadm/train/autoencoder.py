@@ -76,10 +76,7 @@ def train_autoencoder(
     ckpts = Checkpoints(out, tc.keep_last)
     start = 0
     if resume:
-        latest = ckpts.latest()
-        if latest is None:
-            raise FileNotFoundError(f"--resume: no checkpoint under {out / 'checkpoints'}")
-        tensors, objects, state = Checkpoints.load(latest)
+        latest, tensors, objects, state = ckpts.load_latest()
         ae.load_state_dict(tensors["autoencoder"])
         disc.load_state_dict(tensors["discriminator"])
         opt_ae.load_state_dict(objects["opt_ae"])

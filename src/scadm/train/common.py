@@ -164,6 +164,13 @@ class Checkpoints:
             shutil.rmtree(old, ignore_errors=True)
         return final
 
+    def load_latest(self) -> tuple[Path, dict[str, dict[str, Tensor]], dict[str, Any], dict]:
+        """The newest complete checkpoint (for --resume): its path, tensors, objects and state."""
+        latest = self.latest()
+        if latest is None:
+            raise FileNotFoundError(f"--resume: no checkpoint under {self.root}")
+        return (latest, *self.load(latest))
+
     @staticmethod
     def load(path: Path) -> tuple[dict[str, dict[str, Tensor]], dict[str, Any], dict]:
         path = Path(path)

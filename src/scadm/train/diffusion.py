@@ -122,10 +122,7 @@ def train_diffusion(
     ckpts = Checkpoints(out, tc.keep_last)
     start = 0
     if resume:
-        latest = ckpts.latest()
-        if latest is None:
-            raise FileNotFoundError(f"--resume: no checkpoint under {out / 'checkpoints'}")
-        tensors, objects, state = Checkpoints.load(latest)
+        latest, tensors, objects, state = ckpts.load_latest()
         model.load_state_dict(tensors["model"])
         ema.load_state_dict(tensors["ema"], state["ema_updates"])
         optimizer.load_state_dict(objects["optimizer"])
