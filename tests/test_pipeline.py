@@ -124,3 +124,11 @@ def test_batched_partial_swaps_with_a_part_list_per_image(pipe, tiny_faces):
     out = swap_tokens(t, r, [[4], [5, 13]], pipe.token_classes)
     assert torch.equal(out[0, 4], r[0, 4]) and torch.equal(out[0, 5], t[0, 5])
     assert torch.equal(out[1, 5], r[1, 5]) and torch.equal(out[1, 13], r[1, 13]) and torch.equal(out[1, 4], t[1, 4])
+
+
+def test_clip_x0_option_changes_sampling_only_when_set(pipe, tiny_faces):
+    i0, m0, _ = tiny_faces[0]
+    plain = pipe.reconstruct(i0, m0, seed=1, **FAST).tensors
+    assert torch.equal(plain, pipe.reconstruct(i0, m0, seed=1, clip_x0=None, **FAST).tensors)
+    clipped = pipe.reconstruct(i0, m0, seed=1, clip_x0=0.01, **FAST).tensors
+    assert not torch.allclose(plain, clipped)

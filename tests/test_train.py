@@ -163,3 +163,21 @@ def test_cli_train_synthetic_64_two_steps(tmp_path, run_cli):
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
     dry = run_cli("train", "--config", "synthetic-64", "--data", data, "--out", tmp_path / "dry", "--dry-run")
     assert dry.code == 0 and "max_steps: 3000" in dry.out and not (tmp_path / "dry").exists()
+
+
+def test_autoencoder_trains_resumes_exactly_and_reports_psnr(tiny_data, tmp_path):
+    from scadm.train.autoencoder import train_autoencoder
+
+    r = load_recipe("tiny")
+    tc = dataclasses.replace(r.autoencoder_training, max_steps=6, checkpoint_every=3, disc_start=4)
+    size = tuple(r.model.image_size)
+    full = train_autoencoder(r.autoencoder, tc, tiny_data, tmp_path / "full", image_size=size, progress=False,
+                             printer=quiet)
+    train_autoencoder(r.autoencoder, tc, tiny_data, tmp_path / "part", image_size=size, max_steps=3, progress=False,
+                      printer=quiet)
+    train_autoencoder(r.autoencoder, tc, tiny_data, tmp_path / "part", image_size=size, resume=True, progress=False,
+                      printer=quiet)
+    assert losses(tmp_path / "part") == pytest.approx(losses(tmp_path / "full"), rel=1e-5)
+    assert full["metrics"]["n"] > 0 and full["metrics"]["psnr"] > 0
+    assert (tmp_path / "full" / "autoencoder" / "config.json").is_file()
+    FirstStage.from_pretrained(tmp_path / "full" / "autoencoder")  # diffusers format loads back

@@ -140,6 +140,9 @@ class SamplingConfig:
     guidance_scale: float = 1.2
     #: "style": empty style, same mask (what training teaches); "full": empty style and zero mask
     null_condition: str = "style"
+    #: clip the predicted x_0 to [-v, v] at every DDIM/DDPM step (None: no clipping, as LDM). A guard
+    #: for briefly trained models, whose eps errors at high t are amplified by 1/sqrt(alpha_bar).
+    clip_x0: float | None = None
 
 
 @dataclass

@@ -78,6 +78,7 @@ class SamplingOptions:
     eta: float | None = None
     guidance_scale: float | None = None
     null_condition: str | None = None
+    clip_x0: float | None = None
     seed: int | Sequence[int] = 0
     progress: bool = False
 
@@ -302,10 +303,13 @@ class SCADMPipeline:
             null = self.model.prepare(self.model.conditioner.null(cond.mask, null_mode), latent)
             model_fn = ClassifierFreeGuidance(model_fn, null, s)
         gens = [torch.Generator(self.device).manual_seed(int(x)) for x in seeds]
+        sampler = o.sampler or s_cfg.sampler
+        clip = o.clip_x0 if o.clip_x0 is not None else s_cfg.clip_x0
+        extra = {"clip_sample": True, "clip_sample_range": float(clip)} if clip and sampler in ("ddim", "ddpm") else None
         z = sample(
             model_fn, (b, self.cfg.latent_channels, *latent), prepared, self.schedule,
-            sampler=o.sampler or s_cfg.sampler, steps=o.steps or s_cfg.steps,
-            eta=s_cfg.eta if o.eta is None else o.eta, generator=gens, device=self.device, progress=o.progress,
+            sampler=sampler, steps=o.steps or s_cfg.steps, eta=s_cfg.eta if o.eta is None else o.eta,
+            generator=gens, device=self.device, progress=o.progress, scheduler_kwargs=extra,
         )
         x = self.first_stage.decode(z).clamp(-1, 1)
         return EditResult(to_pil(x), x, [m.cpu().numpy().astype(np.uint8) for m in ids],

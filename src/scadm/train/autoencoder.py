@@ -22,7 +22,9 @@ from torch import Tensor
 from ..config import AutoencoderConfig, AutoencoderTrainConfig, to_dict
 from ..models.autoencoder import FirstStage, build_autoencoder
 from ..models.discriminator import PatchDiscriminator
-from .common import Checkpoints, GlobalBatchSampler, TrainLog, make_accelerator, progress_bar, rng_state, set_rng_state
+from .common import (
+    Checkpoints, GlobalBatchSampler, TrainLog, make_accelerator, progress_bar, rng_state, sample_generator, set_rng_state,
+)
 
 
 def adaptive_weight(nll: Tensor, g_loss: Tensor, last_layer: Tensor, disc_weight: float) -> Tensor:
@@ -66,7 +68,8 @@ def train_autoencoder(
         from ..eval.lpips import LPIPS
 
         lpips = LPIPS(tc.lpips_vgg, tc.lpips_lin).to(acc.device).eval().requires_grad_(False)
-    dataset = FaceDataset(data, split="train", size=tuple(image_size), flip=tc.flip, with_attributes=False)
+    # flips are drawn per sample from (seed, step, position), so a resumed run sees the same ones
+    dataset = FaceDataset(data, split="train", size=tuple(image_size), flip=False, with_attributes=False)
 
     torch.manual_seed(tc.seed)
     ae = build_autoencoder(ae_cfg).to(acc.device)
@@ -103,6 +106,10 @@ def train_autoencoder(
     values: dict[str, float] = {}
     for step in range(start, tc.max_steps):
         x = next(batches)["image"].to(acc.device)
+        if tc.flip:
+            flip = torch.tensor([torch.rand((), generator=sample_generator(tc.seed, step, j)) < 0.5
+                                 for j in range(x.shape[0])], device=acc.device)
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
         disc_on = step >= tc.disc_start
         with acc.autocast():
             if is_vq:
