@@ -18,7 +18,7 @@ partial_swap_preserved   in the same images, every other region present in both 
                          closer to the target than to the reference
 mixed_success            reference style for the parts {hair, l_eye, u_lip, cloth}, noise for the
                          rest: those parts closer to the reference than to a random other face
-interpolation_monotonic  alphas 0, .25, .5, .75, 1 on one swapped part: the region colour's
+interpolation_monotonic  alphas 0, .25, .5, .75, 1 on one swapped part (first 100 pairs): the region colour's
                          projection on the target -> reference line never decreases by more
                          than 10 % of the line (parts whose two colours differ by >= 40)
 noise_miou_ratio         parser mIoU of noise-based samples / parser mIoU of real test faces
@@ -217,9 +217,10 @@ class SyntheticBenchmark:
                     tally.add(c, closer(means[c], self.colors[i + 1][c], self._other(i + 1, c)))
         return tally
 
-    def interpolation(self, n: int | None = None, min_distance: float = 40.0, tolerance: float = 0.1) -> Tally:
+    def interpolation(self, n: int | None = 100, min_distance: float = 40.0, tolerance: float = 0.1) -> Tally:
+        """On the first `n` pairs (100 by default: five images per pair)."""
         parts = self._swap_parts()
-        idx = [i for i in range(n or self.n)
+        idx = [i for i in range(min(n or self.n, self.n))
                if np.linalg.norm(self.colors[i][parts[i]] - self.colors[i + 1][parts[i]]) >= min_distance]
 
         def run(b: list[int]) -> list[np.ndarray]:
