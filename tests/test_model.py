@@ -255,6 +255,19 @@ def test_config_rejects_unknown_keys_and_bad_layouts(tmp_path):
         load_config("no-such-preset")
 
 
+
+def test_every_preset_loads_and_the_ablation_differs_only_in_attention():
+    from scadm.config import list_presets, load_recipe
+
+    for name in list_presets():
+        assert load_recipe(name).model.name == name
+    base, plain = to_dict(load_recipe("synthetic-64")), to_dict(load_recipe("synthetic-64-plain"))
+    assert base["model"]["unet"]["cross_attention"] == "masked"
+    assert plain["model"]["unet"]["cross_attention"] == "plain"
+    plain["model"]["unet"]["cross_attention"] = "masked"
+    plain["model"]["name"] = "synthetic-64"
+    assert plain == base
+
 def test_save_load_gives_identical_outputs(tmp_path):
     torch.manual_seed(0)
     model = SemanticLDM(load_config("tiny"))
