@@ -105,9 +105,10 @@ class MultiResolutionStyleEncoder(nn.Module):
         """Eq. 5: per class, average its channel group over its mask region -> (B, C*G, 1)."""
         n, ch, hh, ww = h.shape
         C = self.cfg.num_classes
-        m = resize_mask(mask.to(h.dtype), (hh, ww)).unsqueeze(2)  # (B, C, 1, h, w)
-        f = h.view(n, C, ch // C, hh, ww)
-        pooled = (f * m).sum(dim=(-2, -1)) / (m.sum(dim=(-2, -1)) + 1e-5)  # (B, C, G)
+        m = resize_mask(mask.to(h.dtype), (hh, ww)).flatten(2)  # (B, C, h*w)
+        f = h.view(n, C, ch // C, hh * ww)
+        # a batched matrix product rather than a broadcast multiply: no (B, C, G, h, w) temporary
+        pooled = torch.einsum("bcgp,bcp->bcg", f, m) / (m.sum(dim=-1, keepdim=True) + 1e-5)  # (B, C, G)
         return pooled.reshape(n, ch, 1)
 
     def forward(self, image: Tensor, mask: Tensor) -> Tensor:
