@@ -229,3 +229,27 @@ def test_eval_conditioning_table(run_cli, tmp_path):
         assert 0 <= rows[0][key] or key == "parser_fd"
     assert rows[1]["pixel_l1_diversity"] > 0
     del pipe
+
+
+def test_training_previews_token_models(tmp_path):
+    """The preview grid of an `mc` model (attribute + mask tokens, no style) is drawn from each face's conditions."""
+    torch.set_num_threads(1)
+    from scadm.config import MaskEncoderConfig
+    from scadm.data import write_synthetic_dataset
+    from scadm.models.autoencoder import FirstStage, build_autoencoder
+    from scadm.train.diffusion import train_diffusion
+
+    recipe = load_recipe("tiny")
+    cond = dataclasses.replace(recipe.model.conditioning, type="multi", style_encoder=None,
+                               attributes=AttributeEncoderConfig(hidden=32, dim=32),
+                               mask_encoder=MaskEncoderConfig("m_np", 32))
+    model = load_config(dataclasses.replace(recipe.model, conditioning=cond, unet=dataclasses.replace(
+        recipe.model.unet, cross_attention="plain", spade_parts=())))
+    recipe = dataclasses.replace(recipe, model=model, training=dataclasses.replace(
+        recipe.training, max_steps=2, batch_size=4, sample_every=2, checkpoint_every=2, preview_steps=2))
+    data = write_synthetic_dataset(tmp_path / "ds", n=12, size=32, seed=0, test_fraction=0.25, progress=False)
+    ae = tmp_path / "ae"
+    FirstStage(build_autoencoder(recipe.autoencoder).eval()).save_pretrained(ae)
+    train_diffusion(recipe, data, tmp_path / "run", autoencoder=ae, progress=False, printer=lambda *a: None)
+    previews = sorted((tmp_path / "run" / "samples").glob("*.png"))
+    assert previews, "no preview grid was written"

@@ -294,6 +294,11 @@ class _PreviewFaces:
         items = [ds[i] for i in range(min(4, len(ds)))]
         self.images = torch.stack([it["image"] for it in items])
         self.labels = torch.stack([it["label"] for it in items])
+        self.attributes = None
+        if cfg.conditioning.attributes is not None:
+            with_attrs = FaceDataset(data, split=ds.split, size=tuple(cfg.image_size), flip=False)
+            if with_attrs.has_attributes:
+                self.attributes = torch.stack([with_attrs[i]["attributes"] for i in range(len(items))])
 
     def render(self, model: SemanticLDM, first_stage: FirstStage, path: Path, steps: int) -> None:
         from ..pipeline import SCADMPipeline, SamplingOptions, swap_tokens
@@ -301,6 +306,15 @@ class _PreviewFaces:
 
         pipe = SCADMPipeline(model, first_stage, device=first_stage.model.device)
         x, ids = self.images.to(pipe.device), self.labels.to(pipe.device)
+        if not pipe.has_style:  # attribute / mask-token / unconditional models: samples from each face's conditions
+            attrs = None if self.attributes is None else self.attributes.to(pipe.device)
+            rows = {"real": x}
+            for seed in (0, 1):
+                rows[f"sample (seed {seed})"] = pipe.generate(ids, n=len(ids), attributes=attrs, steps=steps,
+                                                              seed=seed * len(ids)).tensors
+            path.parent.mkdir(parents=True, exist_ok=True)
+            image_grid(rows, path, label_set=pipe.label_set, masks=ids)
+            return
         ref_x, ref_ids = x.roll(1, 0), ids.roll(1, 0)
         opts = SamplingOptions(steps=steps, seed=0)
         tokens = pipe.style_tokens(x, ids)
