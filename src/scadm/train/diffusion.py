@@ -287,18 +287,15 @@ class _PreviewFaces:
     def __init__(self, data: str | Path, cfg) -> None:
         from ..data import FaceDataset
 
+        attrs = cfg.conditioning.attributes is not None
         try:
-            ds = FaceDataset(data, split="test", size=tuple(cfg.image_size), flip=False, with_attributes=False)
+            ds = FaceDataset(data, split="test", size=tuple(cfg.image_size), flip=False, with_attributes=attrs)
         except (FileNotFoundError, ValueError):
-            ds = FaceDataset(data, split="train", size=tuple(cfg.image_size), flip=False, with_attributes=False)
+            ds = FaceDataset(data, split="train", size=tuple(cfg.image_size), flip=False, with_attributes=attrs)
         items = [ds[i] for i in range(min(4, len(ds)))]
         self.images = torch.stack([it["image"] for it in items])
         self.labels = torch.stack([it["label"] for it in items])
-        self.attributes = None
-        if cfg.conditioning.attributes is not None:
-            with_attrs = FaceDataset(data, split=ds.split, size=tuple(cfg.image_size), flip=False)
-            if with_attrs.has_attributes:
-                self.attributes = torch.stack([with_attrs[i]["attributes"] for i in range(len(items))])
+        self.attributes = torch.stack([it["attributes"] for it in items]) if ds.has_attributes else None
 
     def render(self, model: SemanticLDM, first_stage: FirstStage, path: Path, steps: int) -> None:
         from ..pipeline import SCADMPipeline, SamplingOptions, swap_tokens
