@@ -1,4 +1,4 @@
-"""Training objective (paper Eq. 2) with optional P2 weighting, and condition dropout."""
+"""Training objective (paper Eq. 2; eps or v target) with optional P2 weighting, and condition dropout."""
 
 from __future__ import annotations
 
@@ -61,10 +61,11 @@ def diffusion_loss(
     p2: tuple[float, float] | None = None,
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """Eps-prediction MSE (Eq. 2), optionally P2-weighted.
+    """Eps-prediction MSE (Eq. 2), or v-prediction MSE, optionally P2-weighted.
 
     t ~ U{0..T-1} and eps ~ N(0, I) unless given; x_t = q_sample(x0, t, eps);
-    per-sample loss = mean over non-batch dims of (eps_hat - eps)^2 (in float32),
+    target = schedule.target(x0, t, eps) (eps, or v for ``prediction_type: v_prediction``);
+    per-sample loss = mean over non-batch dims of (model output - target)^2 (in float32),
     times p2_weight(t, k, gamma) when ``p2 = (k, gamma)``; the loss is the batch mean.
 
     info: "loss_per_sample" (weighted, detached), "mse_per_sample" (unweighted, detached),
@@ -80,10 +81,11 @@ def diffusion_loss(
     if noise is None:
         noise = randn(tuple(x0.shape), generator=generator, device=x0.device, dtype=x0.dtype)
     x_t = schedule.q_sample(x0, t, noise)
-    eps_hat = model_fn(x_t, t, cond)
-    if eps_hat.shape != noise.shape:
-        raise ValueError(f"model output shape {tuple(eps_hat.shape)} != noise shape {tuple(noise.shape)}")
-    mse = (eps_hat.float() - noise.float()).pow(2).reshape(B, -1).mean(dim=1)
+    out = model_fn(x_t, t, cond)
+    if out.shape != noise.shape:
+        raise ValueError(f"model output shape {tuple(out.shape)} != noise shape {tuple(noise.shape)}")
+    target = schedule.target(x0, t, noise)
+    mse = (out.float() - target.float()).pow(2).reshape(B, -1).mean(dim=1)
     if p2 is not None:
         k, gamma = p2
         weight = p2_weight(schedule, t, k=k, gamma=gamma, dtype=mse.dtype)
