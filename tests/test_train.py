@@ -162,7 +162,7 @@ def test_cli_train_synthetic_64_two_steps(tmp_path, run_cli):
     assert result.code == 0, result.err
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
     dry = run_cli("train", "--config", "synthetic-64", "--data", data, "--out", tmp_path / "dry", "--dry-run")
-    assert dry.code == 0 and "max_steps: 2500" in dry.out and not (tmp_path / "dry").exists()
+    assert dry.code == 0 and f"max_steps: {load_recipe('synthetic-64').training.max_steps}" in dry.out and not (tmp_path / "dry").exists()
 
 
 def test_autoencoder_trains_resumes_exactly_and_reports_psnr(tiny_data, tmp_path):
