@@ -73,8 +73,8 @@ def sample(
 ) -> Tensor:
     """Run the reverse process and return x_0 (the final latent), shape ``shape``.
 
-    model_fn(x_t, t: LongTensor[B], cond) -> eps (or v, per ``schedule.prediction_type``). ``cond`` is passed as is (wrap model_fn
-    in :class:`ClassifierFreeGuidance` for guidance).
+    model_fn(x_t, t: LongTensor[B], cond) -> eps (or v, per ``schedule.prediction_type``).
+    ``cond`` is passed as is (wrap model_fn in :class:`ClassifierFreeGuidance` for guidance).
     sampler: "ddim" (``eta``; LDM timesteps), "ddpm" (ancestral, fixed_small variance; eta
     ignored), "dpm++" (DPM-Solver++ 2M, deterministic; eta ignored).
     generator: one generator, a list with one per batch element, or None.

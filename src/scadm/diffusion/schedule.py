@@ -158,23 +158,23 @@ class NoiseSchedule:
         ``t`` is a LongTensor[B] (or scalar); coefficients broadcast over trailing dims.
         The result has x0's dtype (coefficients computed in float64 then cast).
         """
-        t = self._as_t(t).to(x0.device)
-        ab = self.alpha_bar(t)
-        if ab.dim() == 1:
-            ab = ab.view(-1, *([1] * (x0.dim() - 1)))
-        a = ab.sqrt().to(x0.dtype)
-        b = (1.0 - ab).sqrt().to(x0.dtype)
+        a, b = self._coefficients(x0, t)
         return a * x0 + b * eps.to(x0.dtype)
 
     def target(self, x0: Tensor, t: Tensor, eps: Tensor) -> Tensor:
         """The network's regression target at (x0, t, eps): eps, or v = sqrt(ab) eps - sqrt(1 - ab) x0."""
         if self.prediction_type == "epsilon":
             return eps
-        t = self._as_t(t).to(x0.device)
-        ab = self.alpha_bar(t)
+        a, b = self._coefficients(x0, t)
+        return a * eps.to(x0.dtype) - b * x0
+
+    def _coefficients(self, x0: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        """sqrt(alpha_bar_t), sqrt(1 - alpha_bar_t): computed in float64, shaped to broadcast
+        over x0's trailing dims, cast to x0's dtype."""
+        ab = self.alpha_bar(self._as_t(t).to(x0.device))
         if ab.dim() == 1:
             ab = ab.view(-1, *([1] * (x0.dim() - 1)))
-        return ab.sqrt().to(x0.dtype) * eps.to(x0.dtype) - (1.0 - ab).sqrt().to(x0.dtype) * x0
+        return ab.sqrt().to(x0.dtype), (1.0 - ab).sqrt().to(x0.dtype)
 
     # ---------------------------------------------------------------- samplers
     def make_scheduler(self, sampler: str = "ddim", **kw: Any):
