@@ -31,11 +31,10 @@ all-zero image with the true mask: what training with style dropout teaches.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import StyleEncoderConfig
-from ..nn.resblocks import resize_mask
+from ..nn.resblocks import resize_mask, upsample
 
 
 def _conv_block(c_in: int, c_out: int, groups: int, num_classes: int, stride: int = 1) -> nn.Sequential:
@@ -49,8 +48,8 @@ def _conv_block(c_in: int, c_out: int, groups: int, num_classes: int, stride: in
 def _cat_per_class(a: Tensor, b: Tensor, num_classes: int) -> Tensor:
     """Concatenate two class-grouped feature maps so each class's channels stay contiguous."""
     n, _, h, w = a.shape
-    a = a.view(n, num_classes, -1, h, w)
-    b = b.view(n, num_classes, -1, h, w)
+    a = a.reshape(n, num_classes, -1, h, w)
+    b = b.reshape(n, num_classes, -1, h, w)
     return torch.cat([a, b], dim=2).view(n, -1, h, w)
 
 
@@ -97,7 +96,7 @@ class MultiResolutionStyleEncoder(nn.Module):
             if k > 1:
                 h = _cat_per_class(h, feats[self.cfg.num_down - k + 1], C)
             target = feats[self.cfg.num_down - k].shape[-2:]
-            h = up(F.interpolate(h, size=target, mode="bilinear", align_corners=False))
+            h = up(upsample(h, target, mode="bilinear"))
             per_level.append(torch.tanh(proj(self._masked_pool(h, mask))).view(h.shape[0], C, -1))  # (B, C, D)
         return torch.stack(per_level, dim=2)  # (B, C, L, D), coarse to fine
 
@@ -106,7 +105,7 @@ class MultiResolutionStyleEncoder(nn.Module):
         n, ch, hh, ww = h.shape
         C = self.cfg.num_classes
         m = resize_mask(mask.to(h.dtype), (hh, ww)).flatten(2)  # (B, C, h*w)
-        f = h.view(n, C, ch // C, hh * ww)
+        f = h.reshape(n, C, ch // C, hh * ww)
         # a batched matrix product rather than a broadcast multiply: no (B, C, G, h, w) temporary
         pooled = torch.einsum("bcgp,bcp->bcg", f, m) / (m.sum(dim=-1, keepdim=True) + 1e-5)  # (B, C, G)
         return pooled.reshape(n, ch, 1)

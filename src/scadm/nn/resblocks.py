@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -22,6 +23,19 @@ def group_norm(channels: int, eps: float = 1e-5, affine: bool = True) -> nn.Grou
 class GroupNorm32(nn.GroupNorm):
     def forward(self, x: Tensor) -> Tensor:
         return super().forward(x.float()).type(x.dtype)
+
+
+def upsample(x: Tensor, size: tuple[int, int], mode: str = "nearest") -> Tensor:
+    """``F.interpolate`` of a feature map to `size` (nearest or bilinear, align_corners False).
+
+    On the CPU the input goes channels-last first: PyTorch's CPU resize kernels are several
+    times faster on that layout for wide maps (a 32x304x16x16 bilinear x2 measured 190 ms in
+    NCHW, 24 ms channels-last, backward likewise), with identical values. The output stays
+    channels-last; the convolutions that follow accept either layout.
+    """
+    if x.device.type == "cpu":
+        x = x.contiguous(memory_format=torch.channels_last)
+    return F.interpolate(x, size=size, mode=mode, align_corners=False if mode == "bilinear" else None)
 
 
 def zero_module(module: nn.Module) -> nn.Module:
@@ -163,4 +177,4 @@ class Upsample(nn.Module):
 
     def forward(self, x: Tensor, size: tuple[int, int] | None = None) -> Tensor:
         size = size or (x.shape[-2] * 2, x.shape[-1] * 2)
-        return self.conv(F.interpolate(x, size=size, mode="nearest"))
+        return self.conv(upsample(x, size))
