@@ -165,6 +165,32 @@ def test_cli_train_synthetic_64_two_steps(tmp_path, run_cli):
     assert dry.code == 0 and f"max_steps: {load_recipe('synthetic-64').training.max_steps}" in dry.out and not (tmp_path / "dry").exists()
 
 
+@pytest.mark.parametrize("kind", ["vq", "kl"])
+def test_autoencoder_decoder_only_phase_keeps_the_latents(tiny_data, tmp_path, kind):
+    from scadm.train.autoencoder import train_autoencoder
+
+    r = load_recipe("tiny")
+    r.autoencoder = dataclasses.replace(r.autoencoder, type=kind)
+    size = tuple(r.model.image_size)
+    tc = dataclasses.replace(r.autoencoder_training, max_steps=3, checkpoint_every=3, lr=1e-3, scale_lr=False, log_every=1)
+    train_autoencoder(r.autoencoder, tc, tiny_data, tmp_path / "joint", image_size=size, progress=False, printer=quiet)
+    tc = dataclasses.replace(tc, max_steps=6, freeze_encoder_from=3)
+    train_autoencoder(r.autoencoder, tc, tiny_data, tmp_path / "ft", image_size=size, progress=False, printer=quiet)
+    joint, ft = (load_file(tmp_path / run / "autoencoder" / "diffusion_pytorch_model.safetensors") for run in ("joint", "ft"))
+    frozen = [k for k in joint if k.startswith(("encoder.", "quant_conv.", "quantize."))]
+    trained = [k for k in joint if k.startswith(("decoder.", "post_quant_conv."))]
+    assert frozen and trained
+    assert all(torch.equal(joint[k], ft[k]) for k in frozen)  # the latents are those of step 3
+    assert any(not torch.equal(joint[k], ft[k]) for k in trained)
+    import csv
+
+    rows = list(csv.DictReader((tmp_path / "ft" / "loss.csv").open()))
+    for row in rows:  # loss = l1 + adversarial term (+ the regulariser in the joint phase only)
+        v = {k: float(x) for k, x in row.items()}
+        assert v["loss"] == pytest.approx(v["l1"] + v["reg"] + v["d_weight"] * v["g_loss"], rel=1e-4, abs=1e-5)
+        assert (v["reg"] == 0) == (v["step"] > 3)
+
+
 def test_autoencoder_trains_resumes_exactly_and_reports_psnr(tiny_data, tmp_path):
     from scadm.train.autoencoder import train_autoencoder
 

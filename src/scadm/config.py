@@ -334,6 +334,11 @@ class AutoencoderTrainConfig:
     seed: int = 0
     flip: bool = True
     mixed_precision: str = "auto"
+    #: from this step on only the decoder trains (encoder, quant_conv and, for VQ, the codebook
+    #: frozen; the KL/commitment term dropped). The latents stay exactly those of that step, so a
+    #: diffusion model trained on them stays valid: the decoder-only fine-tuning of Stability's
+    #: ft-EMA/ft-MSE autoencoders. None: never.
+    freeze_encoder_from: int | None = None
 
 
 @dataclass

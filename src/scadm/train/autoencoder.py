@@ -3,8 +3,10 @@
 Loss (taming-transformers / LDM): L1 reconstruction (+ LPIPS when local weights are given)
 + a PatchGAN hinge adversarial term, switched on at ``disc_start`` and weighted adaptively
 by the ratio of the reconstruction and adversarial gradient norms at the decoder's last
-layer, + the codebook and commitment loss (VQ) or a KL term (KL). PSNR and SSIM on the test
-split are reported at the end. The result is a diffusers ``save_pretrained`` folder.
+layer, + the codebook and commitment loss (VQ) or a KL term (KL). Optionally the last steps
+train the decoder alone (``freeze_encoder_from``), which sharpens reconstructions without
+moving the latents. PSNR and SSIM on the test split are reported at the end. The result is
+a diffusers ``save_pretrained`` folder.
 """
 
 from __future__ import annotations
@@ -25,6 +27,11 @@ from ..models.discriminator import PatchDiscriminator
 from .common import (
     Checkpoints, GlobalBatchSampler, TrainLog, make_accelerator, progress_bar, rng_state, sample_generator, set_rng_state,
 )
+
+
+def frozen_encoder(tc: AutoencoderTrainConfig, step: int) -> bool:
+    """Is `step` in the decoder-only phase (``freeze_encoder_from``)?"""
+    return tc.freeze_encoder_from is not None and step >= tc.freeze_encoder_from
 
 
 def adaptive_weight(nll: Tensor, g_loss: Tensor, last_layer: Tensor, disc_weight: float) -> Tensor:
@@ -105,6 +112,11 @@ def train_autoencoder(
     disc.train()
     values: dict[str, float] = {}
     for step in range(start, tc.max_steps):
+        if frozen_encoder(tc, step) and step in (start, tc.freeze_encoder_from):
+            for name in ("encoder", "quant_conv", "quantize"):
+                if hasattr(ae, name):
+                    getattr(ae, name).requires_grad_(False)
+            printer(f"step {step}: encoder frozen, decoder-only fine-tuning to step {tc.max_steps}")
         x = next(batches)["image"].to(acc.device)
         if tc.flip:
             flip = torch.tensor([torch.rand((), generator=sample_generator(tc.seed, step, j)) < 0.5
@@ -119,6 +131,8 @@ def train_autoencoder(
                 post = ae.encode(x).latent_dist
                 x_rec = ae.decode(post.sample()).sample
                 reg = post.kl().mean() * tc.kl_weight
+            if frozen_encoder(tc, step):  # the latents are fixed: their regulariser has nothing to train
+                reg = torch.zeros((), device=x.device)
             l1 = (x - x_rec).abs().mean()
             perceptual = lpips(x, x_rec).mean() if lpips is not None else torch.zeros((), device=x.device)
             nll = tc.l1_weight * l1 + tc.perceptual_weight * perceptual
