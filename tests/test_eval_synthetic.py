@@ -103,3 +103,12 @@ def test_region_means_match_the_style_colours():
     means = region_means(f.image, f.label, erode=False)
     for c, col in style_colors(f.styles).items():
         assert np.abs(means[c] - col).max() < 3.0
+
+
+def test_reports_name_paths_below_the_working_directory_relatively(tmp_path, monkeypatch):
+    from scadm.cli.eval_cmds import _shown
+
+    (tmp_path / "run" / "parser").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "run")
+    assert _shown(tmp_path / "run" / "parser") == "parser"
+    assert _shown(tmp_path / "elsewhere") == str(tmp_path / "elsewhere")

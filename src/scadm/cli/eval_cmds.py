@@ -22,6 +22,15 @@ def _command() -> str:
     return "scadm " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
+def _shown(path: Path) -> str:
+    """A path for a report: relative to the working directory when it lies below it, so reports
+    made in a checkout do not carry the machine's absolute paths."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def default_parser(model_folder: Path | None) -> Path | None:
     """The parser shipped next to a model (model/parser), if any."""
     from ..pipeline import default_model_folder
@@ -69,7 +78,7 @@ def synthetic(
                                f"eta {pipe.cfg.sampling.eta}, guidance s = {pipe.cfg.sampling.guidance_scale} "
                                f"({pipe.cfg.sampling.null_condition} null condition)")
     report["command"] = _command()
-    report["parser"] = str(parser_path) if parser_path else None
+    report["parser"] = _shown(parser_path) if parser_path else None
     summary = {k: v for k, v in report.items() if k.endswith(("_success", "_preserved", "_monotonic", "_ratio"))}
     console.print_json(json.dumps(summary, default=float))
     if json_out:
