@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce the bundled model assets/synthetic-64 from nothing (about 90 minutes on a 2-core CPU):
+# Reproduce the bundled model assets/synthetic-64 from nothing (about 100 minutes on a 2-core CPU):
 # synthetic data -> autoencoder -> SCA-DM -> a compact parser for the benchmark -> assets/.
 #   bash scripts/train_bundled.sh [RUNS_DIR]
 set -euo pipefail
