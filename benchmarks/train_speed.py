@@ -63,7 +63,7 @@ def main() -> None:
     dt = (time.perf_counter() - t0) / args.steps
     print(f"config {cfg.name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, "
           f"device {device}, threads {torch.get_num_threads()}")
-    print(f"training: batch {b}, {1 / dt:.3f} it/s, {b / dt:.1f} samples/s ({dt:.3f} s/step, median of {args.steps})")
+    print(f"training: batch {b}, {1 / dt:.3f} it/s, {b / dt:.1f} samples/s ({dt:.3f} s/step, mean of {args.steps})")
 
     model.eval()
     sb, n_steps = args.sample_batch, cfg.sampling.steps
