@@ -172,7 +172,8 @@ def test_autoencoder_decoder_only_phase_keeps_the_latents(tiny_data, tmp_path, k
     r = load_recipe("tiny")
     r.autoencoder = dataclasses.replace(r.autoencoder, type=kind)
     size = tuple(r.model.image_size)
-    tc = dataclasses.replace(r.autoencoder_training, max_steps=3, checkpoint_every=3, lr=1e-3, scale_lr=False, log_every=1)
+    tc = dataclasses.replace(r.autoencoder_training, max_steps=3, checkpoint_every=3, lr=1e-3, scale_lr=False, log_every=1,
+                             l2_weight=0.5)
     train_autoencoder(r.autoencoder, tc, tiny_data, tmp_path / "joint", image_size=size, progress=False, printer=quiet)
     tc = dataclasses.replace(tc, max_steps=6, freeze_encoder_from=3)
     train_autoencoder(r.autoencoder, tc, tiny_data, tmp_path / "ft", image_size=size, progress=False, printer=quiet)
@@ -185,9 +186,11 @@ def test_autoencoder_decoder_only_phase_keeps_the_latents(tiny_data, tmp_path, k
     import csv
 
     rows = list(csv.DictReader((tmp_path / "ft" / "loss.csv").open()))
-    for row in rows:  # loss = l1 + adversarial term (+ the regulariser in the joint phase only)
+    for row in rows:  # loss = l1 + 0.5 l2 + adversarial term (+ the regulariser in the joint phase only)
         v = {k: float(x) for k, x in row.items()}
-        assert v["loss"] == pytest.approx(v["l1"] + v["reg"] + v["d_weight"] * v["g_loss"], rel=1e-4, abs=1e-5)
+        assert v["l2"] > 0
+        assert v["loss"] == pytest.approx(v["l1"] + 0.5 * v["l2"] + v["reg"] + v["d_weight"] * v["g_loss"],
+                                          rel=1e-4, abs=1e-5)
         assert (v["reg"] == 0) == (v["step"] > 3)
 
 

@@ -317,6 +317,8 @@ class AutoencoderTrainConfig:
     scale_lr: bool = True
     max_steps: int = 100_000
     l1_weight: float = 1.0
+    #: weight of a squared-error term next to L1 (0: L1 only, as LDM)
+    l2_weight: float = 0.0
     #: LPIPS weight; used only when lpips_vgg and lpips_lin are local weight files
     perceptual_weight: float = 1.0
     lpips_vgg: str | None = None

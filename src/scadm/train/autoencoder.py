@@ -1,6 +1,7 @@
 """First-stage training (``scadm train-autoencoder``): LDM's autoencoder recipe on diffusers models.
 
-Loss (taming-transformers / LDM): L1 reconstruction (+ LPIPS when local weights are given)
+Loss (taming-transformers / LDM): L1 reconstruction (+ a squared error when ``l2_weight`` > 0,
++ LPIPS when local weights are given)
 + a PatchGAN hinge adversarial term, switched on at ``disc_start`` and weighted adaptively
 by the ratio of the reconstruction and adversarial gradient norms at the decoder's last
 layer, + the codebook and commitment loss (VQ) or a KL term (KL). Optionally the last steps
@@ -102,7 +103,7 @@ def train_autoencoder(
     sampler = GlobalBatchSampler(len(dataset), tc.batch_size, 0, 1, tc.seed, start)
     batches = iter(torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=tc.num_workers,
                                                persistent_workers=tc.num_workers > 0))
-    log = TrainLog(out, True, ["loss", "l1", "perceptual", "reg", "g_loss", "d_loss", "d_weight"])
+    log = TrainLog(out, True, ["loss", "l1", "l2", "perceptual", "reg", "g_loss", "d_loss", "d_weight"])
     if resume:
         log.truncate_after(start)
     last_layer = ae.decoder.conv_out.weight
@@ -135,7 +136,8 @@ def train_autoencoder(
                 reg = torch.zeros((), device=x.device)
             l1 = (x - x_rec).abs().mean()
             perceptual = lpips(x, x_rec).mean() if lpips is not None else torch.zeros((), device=x.device)
-            nll = tc.l1_weight * l1 + tc.perceptual_weight * perceptual
+            l2 = (x - x_rec).pow(2).mean()
+            nll = tc.l1_weight * l1 + tc.l2_weight * l2 + tc.perceptual_weight * perceptual
             loss = nll + reg
             g_loss = d_weight = torch.zeros((), device=x.device)
             if disc_on:
@@ -154,7 +156,7 @@ def train_autoencoder(
             acc.backward(d_loss)
             opt_d.step()
         done = step + 1
-        values = {"loss": loss.item(), "l1": l1.item(), "perceptual": perceptual.item(), "reg": reg.item(),
+        values = {"loss": loss.item(), "l1": l1.item(), "l2": l2.item(), "perceptual": perceptual.item(), "reg": reg.item(),
                   "g_loss": g_loss.item(), "d_loss": d_loss.item(), "d_weight": float(d_weight)}
         bar.update(1)
         bar.set_postfix(l1=f"{values['l1']:.4f}", gan="on" if disc_on else "off")
