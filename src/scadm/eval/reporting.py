@@ -43,12 +43,13 @@ def synthetic_markdown(report: dict, command: str) -> str:
         "| --- | --- | --- |",
     ]
     for key in ("reconstruction_success", "total_swap_success", "partial_swap_success", "partial_swap_preserved",
-                "mixed_success", "interpolation_monotonic", "noise_miou_ratio", "noise_miou", "real_miou"):
+                "partial_swap_all_success", "partial_swap_all_preserved", "mixed_success", "interpolation_monotonic", "noise_miou_ratio", "noise_miou", "real_miou"):
         if key in report:
             target = THRESHOLDS.get(key)
             mark = "" if target is None else (f">= {target}" + (" (met)" if report[key] >= target else " (NOT met)"))
             lines.append(f"| {key} | {_fmt(report[key])} | {mark} |")
-    for name in ("partial_swap_per_part", "partial_swap_preserved_per_part", "reconstruction_per_part"):
+    for name in ("partial_swap_per_part", "partial_swap_preserved_per_part", "partial_swap_all_per_part",
+                 "reconstruction_per_part"):
         if name in report:
             lines += ["", f"## {name.replace('_', ' ')}", "", "| part | rate | n |", "| --- | --- | --- |"]
             for part, rec in report[name].items():

@@ -12,10 +12,13 @@ Protocols (pairs: target = face i, reference = face i + 1 of the test split):
 
 reconstruction_success   own style vs a random other face's style for that region
 total_swap_success       reference's style vs the target's, for regions present in both
-partial_swap_success     one part p swapped (p cycles over every class present in both faces,
-                         each eye alone included): p ends closer to the reference than to the target
+partial_swap_success     one part p swapped, p cycling over the training issue's parts
+                         {skin, hair, l_eye, r_eye, u_lip, cloth} present in both faces (each eye
+                         alone): p ends closer to the reference than to the target
 partial_swap_preserved   in the same images, every other region present in both faces stays
                          closer to the target than to the reference
+partial_swap_all_*       the same two rates with p cycling over *every* class present in both
+                         faces (nose, brows, lower lip, mouth, ears ... included): a harder variant
 mixed_success            reference style for the parts {hair, l_eye, u_lip, cloth}, noise for the
                          rest: those parts closer to the reference than to a random other face
 interpolation_monotonic  alphas 0, .25, .5, .75, 1 on one swapped part (first 100 pairs): the region colour's
@@ -43,6 +46,8 @@ from torch import Tensor
 from ..labels import CELEBAMASK_HQ
 
 MIX_PARTS = ("hair", "l_eye", "u_lip", "cloth")
+#: the parts the partial swap is judged on (the training issue's list)
+SWAP_PARTS = ("skin", "hair", "l_eye", "r_eye", "u_lip", "cloth")
 ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
@@ -176,21 +181,26 @@ class SyntheticBenchmark:
                     tally.add(c, closer(means[c], self.colors[i + 1][c], self.colors[i][c]))
         return tally
 
-    def _swap_parts(self) -> list[int]:
-        """Part swapped in pair i: cycles through the classes present in both faces (background excluded)."""
+    def _swap_parts(self, among: Sequence[str] | None = None) -> list[int]:
+        """Part swapped in pair i: cycles through the classes present in both faces (background
+        excluded), restricted to `among` when given and at least one of them is present."""
+        allowed = None if among is None else {CELEBAMASK_HQ.index(p) for p in among}
         parts = []
         for i in range(self.n):
             shared = sorted(set(self.colors[i]) & set(self.colors[i + 1]) - {0})
-            parts.append(shared[i % len(shared)])
+            chosen = [c for c in shared if allowed is None or c in allowed] or shared
+            parts.append(chosen[i % len(chosen)])
         return parts
 
-    def partial_swap(self) -> tuple[Tally, Tally]:
-        parts = self._swap_parts()
+    def partial_swap(self, among: Sequence[str] | None = SWAP_PARTS) -> tuple[Tally, Tally]:
+        """Swap one part per pair (cycling over `among`; None: every class); rates of the swapped
+        part and of the preserved rest."""
+        parts = self._swap_parts(among)
         idx = list(range(self.n))
 
         gens = self._batches(idx, lambda b: self._arrays(self.pipe.swap(
             [self._face(i) for i in b], [self._face(i + 1) for i in b], [[parts[i]] for i in b],
-            seed=self.seed + b[0], **self.sampling)), "partial swap")
+            seed=self.seed + b[0], **self.sampling)), "partial swap" if among is not None else "partial swap (all)")
         swapped, preserved = Tally(), Tally()
         for i, g in zip(idx, gens):
             means = region_means(g, self.faces[i].label)
@@ -266,7 +276,8 @@ class SyntheticBenchmark:
 
     # -------------------------------------------------------------- everything
     def run(self, parser=None, protocols: Sequence[str] | None = None) -> dict[str, Any]:
-        protocols = list(protocols or ("reconstruction", "total_swap", "partial_swap", "mixed", "interpolation", "noise"))
+        protocols = list(protocols or ("reconstruction", "total_swap", "partial_swap", "partial_swap_all", "mixed",
+                                       "interpolation", "noise"))
         report: dict[str, Any] = {"n": self.n, "sampling": self.sampling, "seed": self.seed}
         if "reconstruction" in protocols:
             t = self.reconstruction()
@@ -278,6 +289,10 @@ class SyntheticBenchmark:
             s, p = self.partial_swap()
             report.update(partial_swap_success=s.rate, partial_swap_per_part=s.breakdown(),
                           partial_swap_preserved=p.rate, partial_swap_preserved_per_part=p.breakdown())
+        if "partial_swap_all" in protocols:
+            s, p = self.partial_swap(among=None)
+            report.update(partial_swap_all_success=s.rate, partial_swap_all_per_part=s.breakdown(),
+                          partial_swap_all_preserved=p.rate)
         if "mixed" in protocols:
             t = self.mixed()
             report.update(mixed_success=t.rate, mixed_per_part=t.breakdown())
