@@ -7,7 +7,8 @@ On n held-out synthetic faces, encode -> decode (posterior mode, no diffusion) a
 - region success: the protocol of `scadm eval synthetic`'s reconstruction (a region's mean
   colour closer to its own style than to a random other face's), overall and per part. This
   bounds what any diffusion model on these latents can score;
-- the decoder's error on the mean colour of each f x f block (one latent pixel), per channel;
+- the decoder's error on the mean colour of each f x f block (one latent pixel), per channel,
+  and how much of each principal colour direction of the blocks it reproduces (slope);
 - the correlation of each latent channel with the blocks' R, G and B.
 With --picture, a grid of inputs (top) and reconstructions (bottom).
 """
@@ -64,6 +65,16 @@ def main() -> None:
     rec_blocks = F.avg_pool2d(rec, f).permute(0, 2, 3, 1).reshape(-1, 3)
     err = (rec_blocks - blocks).abs().mean(0) * 127.5
     print(f"mean colour of {f}x{f} blocks, mean abs error / 255: R {err[0]:.1f}, G {err[1]:.1f}, B {err[2]:.1f}")
+    # The same blocks along the principal colour directions of the data: a slope of 1 means the
+    # direction is kept, 0 that the decoder returns the average whatever the input.
+    eigval, eigvec = np.linalg.eigh(np.cov(blocks.T.numpy()))
+    centre = blocks.numpy().mean(0)
+    true_pc, rec_pc = (blocks.numpy() - centre) @ eigvec, (rec_blocks.numpy() - centre) @ eigvec
+    for k in reversed(range(3)):
+        d = eigvec[:, k] * np.sign(eigvec[np.abs(eigvec[:, k]).argmax(), k])
+        slope = np.polyfit(true_pc[:, k], rec_pc[:, k], 1)[0]
+        print(f"colour direction {d[0]:+.2f} R {d[1]:+.2f} G {d[2]:+.2f} B (std {np.sqrt(eigval[k]) * 127.5:.1f} / 255): "
+              f"reconstructed with slope {slope:.2f}")
     lat = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
     corr = np.corrcoef(torch.cat([lat, blocks], 1).T.numpy())[: z.shape[1], z.shape[1]:]
     for k, row in enumerate(corr):
