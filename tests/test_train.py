@@ -161,6 +161,8 @@ def test_cli_train_synthetic_64_two_steps(tmp_path, run_cli):
                      "--autoencoder", ae, "--max-steps", "2", "--no-cache-latents")
     assert result.code == 0, result.err
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+    # the first stage was loaded from a folder; the saved copy does not record that path
+    assert "_name_or_path" not in (tmp_path / "run" / "model" / "autoencoder" / "config.json").read_text()
     dry = run_cli("train", "--config", "synthetic-64", "--data", data, "--out", tmp_path / "dry", "--dry-run")
     assert dry.code == 0 and f"max_steps: {load_recipe('synthetic-64').training.max_steps}" in dry.out and not (tmp_path / "dry").exists()
 

@@ -94,3 +94,8 @@ class FirstStage(nn.Module):
 
     def save_pretrained(self, folder: str | Path) -> None:
         self.model.save_pretrained(str(folder), safe_serialization=True)
+        # diffusers records the folder a model was loaded from; a saved model should not carry that path
+        cfg_path = Path(folder) / "config.json"
+        cfg = json.loads(cfg_path.read_text())
+        if cfg.pop("_name_or_path", None) is not None:
+            cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
