@@ -43,7 +43,8 @@ def synthetic_markdown(report: dict, command: str) -> str:
         "| --- | --- | --- |",
     ]
     for key in ("reconstruction_success", "total_swap_success", "partial_swap_success", "partial_swap_preserved",
-                "partial_swap_all_success", "partial_swap_all_preserved", "mixed_success", "interpolation_monotonic", "noise_miou_ratio", "noise_miou", "real_miou"):
+                "partial_swap_all_success", "partial_swap_all_preserved", "mixed_success", "interpolation_monotonic",
+                "noise_miou_ratio", "noise_miou", "real_miou"):
         if key in report:
             target = THRESHOLDS.get(key)
             mark = "" if target is None else (f">= {target}" + (" (met)" if report[key] >= target else " (NOT met)"))

@@ -200,7 +200,7 @@ class SyntheticBenchmark:
 
         gens = self._batches(idx, lambda b: self._arrays(self.pipe.swap(
             [self._face(i) for i in b], [self._face(i + 1) for i in b], [[parts[i]] for i in b],
-            seed=self.seed + b[0], **self.sampling)), "partial swap" if among is not None else "partial swap (all)")
+            seed=self.seed + b[0], **self.sampling)), "partial swap" + (" (all)" if among is None else ""))
         swapped, preserved = Tally(), Tally()
         for i, g in zip(idx, gens):
             means = region_means(g, self.faces[i].label)

@@ -156,8 +156,8 @@ def train_autoencoder(
             acc.backward(d_loss)
             opt_d.step()
         done = step + 1
-        values = {"loss": loss.item(), "l1": l1.item(), "l2": l2.item(), "perceptual": perceptual.item(), "reg": reg.item(),
-                  "g_loss": g_loss.item(), "d_loss": d_loss.item(), "d_weight": float(d_weight)}
+        values = {"loss": loss.item(), "l1": l1.item(), "l2": l2.item(), "perceptual": perceptual.item(),
+                  "reg": reg.item(), "g_loss": g_loss.item(), "d_loss": d_loss.item(), "d_weight": float(d_weight)}
         bar.update(1)
         bar.set_postfix(l1=f"{values['l1']:.4f}", gan="on" if disc_on else "off")
         if done % tc.log_every == 0 or done == tc.max_steps:
