@@ -134,9 +134,9 @@ def train_autoencoder(
                 reg = post.kl().mean() * tc.kl_weight
             if frozen_encoder(tc, step):  # the latents are fixed: their regulariser has nothing to train
                 reg = torch.zeros((), device=x.device)
-            l1 = (x - x_rec).abs().mean()
+            err = x - x_rec
+            l1, l2 = err.abs().mean(), err.pow(2).mean()
             perceptual = lpips(x, x_rec).mean() if lpips is not None else torch.zeros((), device=x.device)
-            l2 = (x - x_rec).pow(2).mean()
             nll = tc.l1_weight * l1 + tc.l2_weight * l2 + tc.perceptual_weight * perceptual
             loss = nll + reg
             g_loss = d_weight = torch.zeros((), device=x.device)
