@@ -9,12 +9,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from scadm.conditions import Conditions
 from scadm.config import load_config, to_dict
 from scadm.models.ldm import SemanticLDM, count_parameters
 from scadm.models.style_encoder import MultiResolutionStyleEncoder
 from scadm.models.unet import SemanticUNet
 from scadm.nn.attention import STRATEGIES, BasicTransformerBlock
-from scadm.nn.resblocks import SPADE
+from scadm.nn.resblocks import SPADE, resize_mask
 
 
 def random_mask(b: int, c: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
@@ -156,6 +157,84 @@ def test_whole_unet_gather_equals_attention():
     a = m_attn(z, t, m_attn.conditions(mask, image))
     g = m_gather(z, t, m_gather.conditions(mask, image))
     assert (a - g).abs().max().item() <= 1e-5
+
+
+# ---------------------------------------------------------------------------
+# mask resize: nearest (released) or area (class fractions)
+# ---------------------------------------------------------------------------
+def thin_part_mask(row: int = 5) -> torch.Tensor:
+    """32x32: background, skin in the lower half, and a one-pixel-high mouth (class 11) on
+    `row`. Nearest resizes by 2, 4, 8 sample rows 0, 2, 4, ...: the mouth vanishes at all of them."""
+    ids = torch.zeros(1, 32, 32, dtype=torch.long)
+    ids[:, 16:] = 1
+    ids[:, row, 4:28] = 11
+    return F.one_hot(ids, 19).permute(0, 3, 1, 2).float()
+
+
+def area_cfg(mode: str = "area", **unet_overrides):
+    cfg = load_config("tiny")
+    style = dataclasses.replace(cfg.conditioning.style_encoder, mask_resize=mode)
+    return load_config(dataclasses.replace(
+        cfg, conditioning=dataclasses.replace(cfg.conditioning, style_encoder=style),
+        unet=dataclasses.replace(cfg.unet, mask_resize=mode, **unet_overrides)))
+
+
+def test_area_resize_gives_class_fractions_and_keeps_thin_parts():
+    mask = thin_part_mask()
+    assert resize_mask(mask, (8, 8))[0, 11].sum() == 0  # nearest: the mouth is gone
+    area = resize_mask(mask, (8, 8), "area")
+    assert torch.allclose(area.sum(1), torch.ones(1, 8, 8))
+    assert area[0, 11].sum().item() == pytest.approx(24 / 16)  # 24 pixels, 16 per cell
+    with pytest.raises(ValueError, match="nearest or area"):
+        resize_mask(mask, (8, 8), "bilinear")
+    with pytest.raises(ValueError, match="unet.mask_resize"):
+        load_config({"unet": {"mask_resize": "bilinear"}})
+    with pytest.raises(ValueError, match="style_encoder.mask_resize"):
+        load_config({"conditioning": {"style_encoder": {"mask_resize": "bilinear"}}})
+
+
+@pytest.mark.parametrize("mode", ["nearest", "area"])
+def test_a_part_thinner_than_every_stride_has_a_style_only_with_area_resize(mode):
+    torch.manual_seed(0)
+    model = SemanticLDM(area_cfg(mode))
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.05)  # zero-init layers would hide the cross-attention
+    mask, image = thin_part_mask(), torch.rand(1, 3, 32, 32) * 2 - 1
+    recoloured = image.clone()
+    recoloured[:, :, 5, 4:28] = -image[:, :, 5, 4:28]  # only the mouth's pixels change
+    tokens = [model.conditions(mask, im).tokens for im in (image, recoloured)]
+    token_moved = (tokens[0][0, 11] - tokens[1][0, 11]).abs().max().item() > 1e-6
+    edited = tokens[0].clone()
+    edited[:, 11] += 1.0
+    z, t = torch.randn(1, 3, 8, 8), torch.tensor([500])
+    out = [model(z, t, Conditions(mask=mask, tokens=tk)) for tk in (tokens[0], edited)]
+    output_moved = (out[0] - out[1]).abs().max().item() > 1e-6
+    assert token_moved == output_moved == (mode == "area")
+
+
+def test_masked_attention_weighs_each_class_by_its_fraction():
+    torch.manual_seed(0)
+    unet = SemanticUNet(area_cfg(masked_impl="attention").unet)
+    gather = STRATEGIES["masked_gather"]
+    mask = thin_part_mask()
+    for block in masked_blocks(unet):
+        attn = block.attn2
+        for p in attn.parameters():
+            torch.nn.init.normal_(p, std=0.5)
+        h = w = 8 // block.ds
+        m = resize_mask(mask, (h, w), "area")
+        tokens = torch.randn(1, 19, 32) * 3
+        x = torch.randn(1, h * w, attn.to_q.in_features) * 4
+        out = block.strategy.forward(attn, x, block.prepare(tokens, m, (h, w), unet.token_classes))
+        frac = m.flatten(2).transpose(1, 2)[:, None]  # (B, 1, P, C)
+        q, k, v = (attn.split_heads(f(a)) for f, a in ((attn.to_q, x), (attn.to_k, tokens), (attn.to_v, tokens)))
+        logits = q @ k.transpose(-1, -2) * attn.scale + frac.clamp_min(1e-12).log()
+        weights = logits.masked_fill(frac == 0, float("-inf")).softmax(-1)
+        expected = attn.to_out(attn.merge_heads(weights @ v))
+        assert (out - expected).abs().max().item() <= 1e-5
+        # the gather mixes the classes' values by their fractions alone
+        mixed = gather.forward(attn, x, gather.prepare(attn, tokens, m, (h, w), unet.token_classes))
+        assert (mixed - attn.to_out(frac[:, 0] @ attn.to_v(tokens))).abs().max().item() <= 1e-5
 
 
 def test_plain_cross_attention_mixes_classes():

@@ -21,6 +21,8 @@ import yaml
 from .diffusion.schedule import ScheduleConfig
 
 SCHEMA_VERSION = 1
+#: how a full-resolution one-hot mask is brought to a feature map's size (see nn.resblocks.resize_mask)
+MASK_RESIZE = ("nearest", "area")
 
 __all__ = [
     "SCHEMA_VERSION", "AutoencoderConfig", "AttributeEncoderConfig", "MaskEncoderConfig", "CONDITIONING_TYPES", "UNetConfig", "StyleEncoderConfig", "ConditioningConfig", "SamplingConfig",
@@ -62,6 +64,9 @@ class UNetConfig:
     global_tokens: int = 0
     use_scale_shift_norm: bool = False
     dropout: float = 0.0
+    #: how the mask reaches SPADE and the masked attention at each feature size: "nearest" (released
+    #: code) or "area" (each pixel gets its class fractions, so parts smaller than a pixel still count)
+    mask_resize: str = "nearest"
 
 
 @dataclass
@@ -80,6 +85,9 @@ class StyleEncoderConfig:
     style_dim: int = 256
     #: "concat": C tokens of L*D (released code); "per_scale": C*L tokens of D (paper text)
     layout: str = "concat"
+    #: the mask of the masked average pooling at each level: "nearest" (released code) or "area"
+    #: (an area-weighted average, so a part smaller than a pixel of that level still has a style)
+    mask_resize: str = "nearest"
 
 
 @dataclass
@@ -207,6 +215,8 @@ class ModelConfig:
             raise ValueError(f"unet.masked_impl must be auto, gather or attention, not {u.masked_impl!r}")
         if u.masked_impl == "gather" and (u.tokens_per_class != 1 or u.global_tokens):
             raise ValueError("unet.masked_impl 'gather' needs exactly one token per class and no global tokens")
+        if u.mask_resize not in MASK_RESIZE:
+            raise ValueError(f"unet.mask_resize must be nearest or area, not {u.mask_resize!r}")
         for part in (*u.spade_parts, *u.transformer_parts):
             if part not in ("encoder", "middle", "decoder"):
                 raise ValueError(f"unknown UNet part {part!r}; expected encoder, middle or decoder")
@@ -245,6 +255,8 @@ class ModelConfig:
             if c.style_encoder is None:
                 raise ValueError("conditioning.type 'style' needs a conditioning.style_encoder section")
             s = c.style_encoder
+            if s.mask_resize not in MASK_RESIZE:
+                raise ValueError(f"style_encoder.mask_resize must be nearest or area, not {s.mask_resize!r}")
             if s.layout not in ("concat", "per_scale"):
                 raise ValueError(f"style_encoder.layout must be concat or per_scale, not {s.layout!r}")
             if s.num_levels > s.num_down:

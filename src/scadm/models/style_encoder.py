@@ -9,7 +9,8 @@ so the channels of class j only ever mix with channels of class j::
     up_1          bilinear x2, 3x3 conv groups=C, halves the channels
     up_k (k > 1)  [up_{k-1} ; skip] per class, bilinear x2, 3x3 conv groups=C, halves the channels
     style_k       per class j: masked average pooling of its G_k channels (Eq. 5), grouped 1x1
-                  conv G_k -> D, Tanh
+                  conv G_k -> D, Tanh; the mask is resized to the level's size by
+                  ``mask_resize`` (nearest as released, or area: an area-weighted average)
 
 The released encoder (b = 4, 6 downs, L = 5 levels at 8..128 px, D = 256, 19 classes) is
 the default config and has 18.07 M parameters.
@@ -104,7 +105,7 @@ class MultiResolutionStyleEncoder(nn.Module):
         """Eq. 5: per class, average its channel group over its mask region -> (B, C*G, 1)."""
         n, ch, hh, ww = h.shape
         C = self.cfg.num_classes
-        m = resize_mask(mask.to(h.dtype), (hh, ww)).flatten(2)  # (B, C, h*w)
+        m = resize_mask(mask.to(h.dtype), (hh, ww), self.cfg.mask_resize).flatten(2)  # (B, C, h*w)
         f = h.reshape(n, C, ch // C, hh * ww)
         # a batched matrix product rather than a broadcast multiply: no (B, C, G, h, w) temporary
         pooled = torch.einsum("bcgp,bcp->bcg", f, m) / (m.sum(dim=-1, keepdim=True) + 1e-5)  # (B, C, G)

@@ -33,7 +33,7 @@ from ..conditions import Conditions
 from ..config import UNetConfig
 from ..nn.attention import SpatialTransformer
 from ..nn.embeddings import timestep_embedding
-from ..nn.resblocks import SPADE, Downsample, ResBlock, SPADEResBlock, Upsample, group_norm, zero_module
+from ..nn.resblocks import SPADE, Downsample, ResBlock, SPADEResBlock, Upsample, group_norm, resize_mask, zero_module
 
 
 class PreparedConditions(dict):
@@ -159,15 +159,26 @@ class SemanticUNet(nn.Module):
                 raise ValueError("this UNet uses SPADE: the conditions need a semantic mask")
             if cond.mask.shape[1] != self.cfg.num_classes:
                 raise ValueError(f"mask has {cond.mask.shape[1]} channels; this model expects {self.cfg.num_classes} classes")
+        # The mask at each feature size, resized once here (cfg.mask_resize), so SPADE and the
+        # attention receive it at their own size and need no resize of their own.
+        masks: dict[int, Tensor] = {}
+
+        def mask_at(ds: int) -> Tensor | None:
+            if cond.mask is None:
+                return None
+            if ds not in masks:
+                masks[ds] = resize_mask(cond.mask, (h // ds, w // ds), self.cfg.mask_resize)
+            return masks[ds]
+
         for module, ds in self._spade:
-            prepared[module.cache_key] = module.prepare(cond.mask, (h // ds, w // ds))
+            prepared[module.cache_key] = module.prepare(mask_at(ds), (h // ds, w // ds))
         for module, ds in self._xattn:
             tokens = cond.tokens
             if tokens is not None and tokens.shape[1] != len(self.token_classes) and self.cross_attention != "plain":
                 raise ValueError(
                     f"conditions carry {tokens.shape[1]} tokens; this model's layout expects {len(self.token_classes)}"
                 )
-            prepared[module.cache_key] = module.prepare(tokens, cond.mask, (h // ds, w // ds), self.token_classes)
+            prepared[module.cache_key] = module.prepare(tokens, mask_at(ds), (h // ds, w // ds), self.token_classes)
         return prepared
 
     # ------------------------------------------------------------------ forward

@@ -94,9 +94,11 @@ class PlainCrossAttention(CrossAttentionStrategy):
 
 
 def token_mask(mask: Tensor, size: tuple[int, int], token_classes: Tensor) -> Tensor:
-    """(B, C, H, W) one-hot mask -> (B, P, N): 1 where pixel p may see token n.
+    """(B, C, H, W) mask -> (B, P, N): how much pixel p may see token n (0 = not at all).
 
-    token_classes[n] is the class of token n, or -1 for a global token seen everywhere.
+    token_classes[n] is the class of token n, or -1 for a global token seen everywhere. A mask
+    already at `size` is used as it is: one-hot (1 = its class) or, after an area resize,
+    class fractions.
     """
     m = resize_mask(mask, size).flatten(2).transpose(1, 2)  # (B, P, C)
     ones = torch.ones_like(m[..., :1])
@@ -105,33 +107,42 @@ def token_mask(mask: Tensor, size: tuple[int, int], token_classes: Tensor) -> Te
 
 
 class MaskedCrossAttention(CrossAttentionStrategy):
-    """SCA-DM Eq. 8 as released: logits * mask before the softmax, exact zeros -> -FLT_MAX."""
+    """SCA-DM Eq. 8 as released: logits * mask before the softmax, exact zeros -> -FLT_MAX.
+
+    With class fractions (``mask_resize: area``) a pixel sees the tokens of every class it
+    covers, each weighted by its fraction: the logit gets log(fraction) added before the
+    softmax. A one-hot mask has log 1 = 0 there, which is exactly the released form.
+    """
 
     name = "masked"
 
     def prepare(self, attn, tokens, mask, size, token_classes):
         if mask is None:
             raise ValueError("masked cross-attention needs a semantic mask in the conditions")
+        m = token_mask(mask, size, token_classes)[:, None]  # (B, 1, P, N)
         return {
             "k": attn.split_heads(attn.to_k(tokens)),
             "v": attn.split_heads(attn.to_v(tokens)),
-            "m": token_mask(mask, size, token_classes)[:, None],  # (B, 1, P, N)
+            "m": m,
+            "log_m": m.clamp_min(1e-12).log() * (m > 0),  # 0 where m is 0 or 1
         }
 
     def forward(self, attn, x, state):
         q = attn.split_heads(attn.to_q(x))
         sim = torch.einsum("bhpd,bhnd->bhpn", q, state["k"]) * attn.scale
-        sim = sim * state["m"].to(sim.dtype)
+        sim = (sim + state["log_m"].to(sim.dtype)) * state["m"].gt(0).to(sim.dtype)
         sim = sim.masked_fill(sim == 0, -torch.finfo(sim.dtype).max)
         out = torch.einsum("bhpn,bhnd->bhpd", sim.softmax(dim=-1), state["v"])
         return attn.to_out(attn.merge_heads(out))
 
 
 class MaskedGatherCrossAttention(CrossAttentionStrategy):
-    """The masked strategy with one token per class, computed exactly as a gather.
+    """The masked strategy with one token per class, as a gather (exact for a one-hot mask).
 
     out(p) = sum_n w_pn to_out(W_v s_n), with w_p = the pixel's one-hot token mask (uniform
-    where the mask is empty, as the softmax over all -FLT_MAX logits is).
+    where the mask is empty, as the softmax over all -FLT_MAX logits is). With class fractions
+    (``mask_resize: area``), w_p = the fractions: the values of the classes the pixel covers,
+    mixed in proportion (what the attention strategy gives when the logits are equal).
     """
 
     name = "masked_gather"
