@@ -123,14 +123,14 @@ class MaskedCrossAttention(CrossAttentionStrategy):
         return {
             "k": attn.split_heads(attn.to_k(tokens)),
             "v": attn.split_heads(attn.to_v(tokens)),
-            "m": m,
+            "seen": (m > 0).to(m.dtype),
             "log_m": m.clamp_min(1e-12).log() * (m > 0),  # 0 where m is 0 or 1
         }
 
     def forward(self, attn, x, state):
         q = attn.split_heads(attn.to_q(x))
         sim = torch.einsum("bhpd,bhnd->bhpn", q, state["k"]) * attn.scale
-        sim = (sim + state["log_m"].to(sim.dtype)) * state["m"].gt(0).to(sim.dtype)
+        sim = (sim + state["log_m"].to(sim.dtype)) * state["seen"].to(sim.dtype)
         sim = sim.masked_fill(sim == 0, -torch.finfo(sim.dtype).max)
         out = torch.einsum("bhpn,bhnd->bhpd", sim.softmax(dim=-1), state["v"])
         return attn.to_out(attn.merge_heads(out))
