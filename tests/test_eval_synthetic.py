@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from scadm.eval.synthetic import SyntheticBenchmark, region_means
@@ -114,3 +115,35 @@ def test_reports_name_paths_below_the_working_directory_relatively(tmp_path, mon
     monkeypatch.chdir(tmp_path / "run")
     assert _shown(tmp_path / "run" / "parser") == "parser"
     assert _shown(tmp_path / "elsewhere") == str(tmp_path / "elsewhere")
+
+
+class ColourParser:
+    """A parser double: each pixel gets the class whose fixed colour is nearest."""
+
+    def __init__(self, colours: np.ndarray) -> None:
+        self.colours = torch.tensor(colours, dtype=torch.float32)
+
+    def parse(self, x: torch.Tensor) -> torch.Tensor:
+        rgb = ((x + 1) * 127.5).permute(0, 2, 3, 1)[..., None, :]  # (B, H, W, 1, 3)
+        return (rgb - self.colours).pow(2).sum(-1).argmin(-1)
+
+
+class MouthlessPipe(PaintingPipe):
+    """Noise-based samples that follow the mask everywhere except the mouth, painted as skin."""
+
+    def generate(self, labels, n, seed=0, **_):
+        labels = np.where(np.asarray(labels) == CELEBAMASK_HQ.index("mouth"), CELEBAMASK_HQ.index("skin"), labels)
+        return _Result([self.blind[lab] for lab in labels])
+
+
+def test_noise_protocol_reports_the_parser_iou_per_part():
+    from scadm.eval.reporting import synthetic_markdown
+
+    pipe = MouthlessPipe(oracle=False)
+    r = SyntheticBenchmark(pipe, n=8, seed=0).run(parser=ColourParser(pipe.blind), protocols=("noise",))
+    iou = r["noise_iou_per_part"]
+    assert iou["mouth"]["noise"] == 0.0  # never drawn
+    assert iou["l_eye"]["noise"] == 1.0 and iou["hair"]["noise"] == 1.0  # followed exactly
+    assert 0.0 < iou["skin"]["noise"] < 1.0  # the mouth's pixels were added to it
+    assert 0.0 < r["noise_miou"] < 1.0
+    assert "| mouth | 0.000 |" in synthetic_markdown(r, "scadm eval synthetic")

@@ -55,6 +55,10 @@ def synthetic_markdown(report: dict, command: str) -> str:
             lines += ["", f"## {name.replace('_', ' ')}", "", "| part | rate | n |", "| --- | --- | --- |"]
             for part, rec in report[name].items():
                 lines.append(f"| {part} | {rec['rate']:.3f} | {rec['n']} |")
+    if "noise_iou_per_part" in report:
+        lines += ["", "## noise-based: parser IoU per part", "", "| part | noise-based | real |", "| --- | --- | --- |"]
+        for part, rec in report["noise_iou_per_part"].items():
+            lines.append(f"| {part} | {_fmt(rec['noise'])} | {_fmt(rec['real'])} |")
     if "seconds" in report:
         lines += ["", "Time (s): " + ", ".join(f"{k} {v:.1f}" for k, v in report["seconds"].items())]
     return "\n".join(lines) + "\n"

@@ -270,9 +270,13 @@ class SyntheticBenchmark:
                     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
                     cm.update(parser.parse(x).cpu(), labels)
         f, r = fake.miou(), real.miou()
+        per_part = {
+            CELEBAMASK_HQ.names[c]: {"noise": float(a), "real": float(b)}
+            for c, (a, b) in enumerate(zip(fake.per_class_iou(), real.per_class_iou())) if not np.isnan(b)
+        }
         return {"noise_miou": f, "real_miou": r, "noise_miou_ratio": f / r if r > 0 else float("nan"),
                 "noise_pixel_accuracy": fake.pixel_accuracy(), "real_pixel_accuracy": real.pixel_accuracy(),
-                "_generated": gens}
+                "noise_iou_per_part": per_part, "_generated": gens}
 
     # -------------------------------------------------------------- everything
     def run(self, parser=None, protocols: Sequence[str] | None = None) -> dict[str, Any]:
