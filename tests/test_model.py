@@ -163,8 +163,8 @@ def test_whole_unet_gather_equals_attention():
 # mask resize: nearest (released) or area (class fractions)
 # ---------------------------------------------------------------------------
 def thin_part_mask(row: int = 5) -> torch.Tensor:
-    """32x32: background, skin in the lower half, and a one-pixel-high mouth (class 11) on
-    `row`. Nearest resizes by 2, 4, 8 sample rows 0, 2, 4, ...: the mouth vanishes at all of them."""
+    """32x32: background, skin in the lower half, and a one-pixel-high upper lip (class 11) on
+    `row`. Nearest resizes by 2, 4, 8 sample rows 0, 2, 4, ...: the lip vanishes at all of them."""
     ids = torch.zeros(1, 32, 32, dtype=torch.long)
     ids[:, 16:] = 1
     ids[:, row, 4:28] = 11
@@ -181,7 +181,7 @@ def area_cfg(mode: str = "area", **unet_overrides):
 
 def test_area_resize_gives_class_fractions_and_keeps_thin_parts():
     mask = thin_part_mask()
-    assert resize_mask(mask, (8, 8))[0, 11].sum() == 0  # nearest: the mouth is gone
+    assert resize_mask(mask, (8, 8))[0, 11].sum() == 0  # nearest: the lip is gone
     area = resize_mask(mask, (8, 8), "area")
     assert torch.allclose(area.sum(1), torch.ones(1, 8, 8))
     assert area[0, 11].sum().item() == pytest.approx(24 / 16)  # 24 pixels, 16 per cell
@@ -201,7 +201,7 @@ def test_a_part_thinner_than_every_stride_has_a_style_only_with_area_resize(mode
         torch.nn.init.normal_(p, std=0.05)  # zero-init layers would hide the cross-attention
     mask, image = thin_part_mask(), torch.rand(1, 3, 32, 32) * 2 - 1
     recoloured = image.clone()
-    recoloured[:, :, 5, 4:28] = -image[:, :, 5, 4:28]  # only the mouth's pixels change
+    recoloured[:, :, 5, 4:28] = -image[:, :, 5, 4:28]  # only the lip's pixels change
     tokens = [model.conditions(mask, im).tokens for im in (image, recoloured)]
     token_moved = (tokens[0][0, 11] - tokens[1][0, 11]).abs().max().item() > 1e-6
     edited = tokens[0].clone()

@@ -120,11 +120,12 @@ class MaskedCrossAttention(CrossAttentionStrategy):
         if mask is None:
             raise ValueError("masked cross-attention needs a semantic mask in the conditions")
         m = token_mask(mask, size, token_classes)[:, None]  # (B, 1, P, N)
+        seen = (m > 0).to(m.dtype)
         return {
             "k": attn.split_heads(attn.to_k(tokens)),
             "v": attn.split_heads(attn.to_v(tokens)),
-            "seen": (m > 0).to(m.dtype),
-            "log_m": m.clamp_min(1e-12).log() * (m > 0),  # 0 where m is 0 or 1
+            "seen": seen,
+            "log_m": m.clamp_min(1e-12).log() * seen,  # 0 where m is 0 or 1
         }
 
     def forward(self, attn, x, state):
