@@ -58,6 +58,17 @@ def test_samplers_and_guidance_options(pipe, tiny_faces, sampler):
     assert not torch.allclose(a.tensors, b.tensors)
 
 
+def test_noise_based_generation_is_guided_only_by_the_full_null(pipe, tiny_faces):
+    """The empty style is the 'style' null itself (guiding would be a no-op); 'full' guides towards the mask."""
+    m0 = tiny_faces[0][1]
+    plain = pipe.generate(m0, n=2, seed=5, **FAST)
+    style = pipe.generate(m0, n=2, seed=5, guidance_scale=2.0, null_condition="style", **FAST)
+    full = pipe.generate(m0, n=2, seed=5, guidance_scale=2.0, null_condition="full", **FAST)
+    assert torch.equal(plain.tensors, style.tensors) and style.info["guidance_scale"] == 0.0
+    assert full.info["guidance_scale"] == 2.0 and full.info["null_condition"] == "full"
+    assert not torch.allclose(full.tensors, plain.tensors)
+
+
 def test_partial_swap_changes_exactly_the_chosen_rows(pipe, tiny_faces):
     (i0, m0, _), (i1, m1, _) = tiny_faces[:2]
     t = pipe.style_tokens(pipe.load_image(i0), pipe.load_mask(m0))

@@ -324,7 +324,8 @@ class _PreviewFaces:
             "total swap": pipe.generate_from_tokens(ids, swap_tokens(tokens, ref_tokens, None, pipe.token_classes), opts).tensors,
             "swap hair + l_eye": pipe.generate_from_tokens(
                 ids, swap_tokens(tokens, ref_tokens, hair_eye, pipe.token_classes), opts).tensors,
-            "noise-based": pipe.generate_from_tokens(ids, pipe.style_tokens(None, ids), opts, guided=False).tensors,
+            "noise-based": pipe.generate_from_tokens(ids, pipe.style_tokens(None, ids), opts,
+                                                   guided=pipe.guides_mask(opts)).tensors,
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         image_grid(rows, path, label_set=pipe.label_set, masks=ids)
