@@ -332,6 +332,8 @@ def test_config_rejects_unknown_keys_and_bad_layouts(tmp_path):
         load_config({"conditioning": {"style_encoder": {"layout": "per_scale"}}})
     with pytest.raises(ValueError, match="presets"):
         load_config("no-such-preset")
+    with pytest.raises(ValueError, match="sampling.noise_null_condition"):
+        load_config({"sampling": {"noise_null_condition": "mask"}})
 
 
 

@@ -69,6 +69,19 @@ def test_noise_based_generation_is_guided_only_by_the_full_null(pipe, tiny_faces
     assert not torch.allclose(full.tensors, plain.tensors)
 
 
+def test_config_can_give_noise_based_generation_its_own_null(pipe, tiny_faces, monkeypatch):
+    """noise_null_condition 'full' guides noise-based samples towards the mask; the other operations keep 'style'."""
+    i0, m0, _ = tiny_faces[0]
+    monkeypatch.setattr(pipe.cfg.sampling, "noise_null_condition", "full")
+    monkeypatch.setattr(pipe.cfg.sampling, "guidance_scale", 2.0)
+    gen = pipe.generate(m0, n=2, seed=5, **FAST)
+    explicit = pipe.generate(m0, n=2, seed=5, null_condition="full", **FAST)
+    assert gen.info["null_condition"] == "full" and gen.info["guidance_scale"] == 2.0
+    assert torch.equal(gen.tensors, explicit.tensors)
+    assert pipe.reconstruct(i0, m0, **FAST).info["null_condition"] == "style"
+    assert pipe.generate(m0, n=2, seed=5, null_condition="style", **FAST).info["guidance_scale"] == 0.0
+
+
 def test_partial_swap_changes_exactly_the_chosen_rows(pipe, tiny_faces):
     (i0, m0, _), (i1, m1, _) = tiny_faces[:2]
     t = pipe.style_tokens(pipe.load_image(i0), pipe.load_mask(m0))

@@ -148,6 +148,9 @@ class SamplingConfig:
     guidance_scale: float = 1.2
     #: "style": empty style, same mask (what training teaches); "full": empty style and zero mask
     null_condition: str = "style"
+    #: the null for noise-based generation (None: null_condition). Its condition, the empty style, is
+    #: the "style" null itself, so only "full" guides it: towards the mask (models trained with mask dropout)
+    noise_null_condition: str | None = None
     #: clip the predicted x_0 to [-v, v] at every DDIM/DDPM step (None: no clipping, as LDM). A guard
     #: for briefly trained models, whose eps errors at high t are amplified by 1/sqrt(alpha_bar).
     clip_x0: float | None = None
@@ -273,6 +276,8 @@ class ModelConfig:
             raise ValueError("conditioning.type 'none' has no tokens: set unet.cross_attention to 'none'")
         if self.sampling.null_condition not in ("style", "full"):
             raise ValueError("sampling.null_condition must be 'style' or 'full'")
+        if self.sampling.noise_null_condition not in (None, "style", "full"):
+            raise ValueError("sampling.noise_null_condition must be 'style', 'full' or empty (= null_condition)")
         return self
 
 

@@ -23,7 +23,7 @@ uses ``seed + i`` (or ``seeds[i]``), so a batch gives the same images as one-by-
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Sequence, Union
 
@@ -315,10 +315,10 @@ class SCADMPipeline:
         return EditResult(to_pil(x), x, [m.cpu().numpy().astype(np.uint8) for m in ids],
                           {"seeds": seeds, "guidance_scale": s if guided else 0.0, "null_condition": null_mode})
 
-    def guides_mask(self, options: SamplingOptions | None = None) -> bool:
-        """Does guidance push towards the mask, i.e. is the null condition 'full' (zero mask)?"""
-        mode = (options.null_condition if options else None) or self.cfg.sampling.null_condition
-        return mode == "full"
+    def noise_options(self, options: SamplingOptions) -> SamplingOptions:
+        """`options` with the null condition of noise-based generation filled in (see :meth:`generate`)."""
+        s_cfg = self.cfg.sampling
+        return replace(options, null_condition=options.null_condition or s_cfg.noise_null_condition or s_cfg.null_condition)
 
     # ------------------------------------------------------------------ attributes
     @property
@@ -421,10 +421,11 @@ class SCADMPipeline:
     def generate(self, mask: MaskLike | None = None, n: int = 1, attributes: Any = None, **options: Any) -> EditResult:
         """Noise-based generation (Sec. 4.4): the empty style, n samples for one mask.
 
-        With the 'style' null condition the empty style *is* the null, so there is nothing to guide;
-        with 'full' (Eq. 4 as written: empty style and zero mask, for models trained with mask
-        dropout) the samples are guided towards the mask. Token-conditioned models (attributes /
-        mask tokens) generate from their conditions, guided by the config's scale; an
+        The null condition is ``null_condition`` if given, else the config's ``noise_null_condition``
+        (else its ``null_condition``). With 'style' the empty style *is* the null, so there is
+        nothing to guide; with 'full' (Eq. 4 as written: empty style and zero mask, for models
+        trained with mask dropout) the samples are guided towards the mask. Token-conditioned models
+        (attributes / mask tokens) generate from their conditions, guided by the config's scale; an
         unconditional model needs no mask.
         """
         if mask is None:
@@ -438,8 +439,8 @@ class SCADMPipeline:
         attrs = self.attribute_vector(attributes, ids.shape[0])
         if self.has_style:
             tokens = self.with_attributes(self.style_tokens(None, ids), attrs)
-            opts = SamplingOptions(**options)
-            return self.generate_from_tokens(ids, tokens, opts, guided=attrs is not None or self.guides_mask(opts))
+            opts = self.noise_options(SamplingOptions(**options))
+            return self.generate_from_tokens(ids, tokens, opts, guided=attrs is not None or opts.null_condition == "full")
         cond = self.model.conditions(self.one_hot(ids), None, attrs)
         return self.generate_from_conditions(ids, cond, SamplingOptions(**options),
                                              guided=self.cfg.conditioning.type != "none")

@@ -74,9 +74,12 @@ def synthetic(
         bench = SyntheticBenchmark(pipe, n=n, seed=seed, batch_size=batch_size, sampling={"steps": steps},
                                    progress=lambda what, k: prog.update(task, description=f"{what}: {k}/{n}"))
         report = bench.run(parser=parser_net)
-    report["sampling_desc"] = (f"{pipe.cfg.sampling.sampler}, {steps or pipe.cfg.sampling.steps} steps, "
-                               f"eta {pipe.cfg.sampling.eta}, guidance s = {pipe.cfg.sampling.guidance_scale} "
-                               f"({pipe.cfg.sampling.null_condition} null condition)")
+    s_cfg = pipe.cfg.sampling
+    noise_null = s_cfg.noise_null_condition or s_cfg.null_condition
+    report["sampling_desc"] = (f"{s_cfg.sampler}, {steps or s_cfg.steps} steps, eta {s_cfg.eta}, "
+                               f"guidance s = {s_cfg.guidance_scale} ({s_cfg.null_condition} null condition"
+                               + (f"; noise-based samples: {noise_null}" if noise_null != s_cfg.null_condition else "")
+                               + ")")
     report["command"] = _command()
     report["parser"] = _shown(parser_path) if parser_path else None
     summary = {k: v for k, v in report.items() if k.endswith(("_success", "_preserved", "_monotonic", "_ratio"))}
