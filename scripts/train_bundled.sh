@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Reproduce the bundled model assets/synthetic-64 from nothing (about 92 minutes on a 2-core CPU;
-# the two models themselves take 75 of them, the parser 13):
+# Reproduce the bundled model assets/synthetic-64 from nothing (about 97 minutes on a 2-core CPU;
+# the two models themselves take 80 of them, the parser 13):
 # synthetic data -> autoencoder -> SCA-DM -> a compact parser for the benchmark -> assets/.
 #   bash scripts/train_bundled.sh [RUNS_DIR]
 set -euo pipefail
