@@ -23,7 +23,7 @@ uses ``seed + i`` (or ``seeds[i]``), so a batch gives the same images as one-by-
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence, Union
 
@@ -315,11 +315,6 @@ class SCADMPipeline:
         return EditResult(to_pil(x), x, [m.cpu().numpy().astype(np.uint8) for m in ids],
                           {"seeds": seeds, "guidance_scale": s if guided else 0.0, "null_condition": null_mode})
 
-    def noise_options(self, options: SamplingOptions) -> SamplingOptions:
-        """`options` with the null condition of noise-based generation filled in (see :meth:`generate`)."""
-        s_cfg = self.cfg.sampling
-        return replace(options, null_condition=options.null_condition or s_cfg.noise_null_condition or s_cfg.null_condition)
-
     # ------------------------------------------------------------------ attributes
     @property
     def has_style(self) -> bool:
@@ -439,7 +434,8 @@ class SCADMPipeline:
         attrs = self.attribute_vector(attributes, ids.shape[0])
         if self.has_style:
             tokens = self.with_attributes(self.style_tokens(None, ids), attrs)
-            opts = self.noise_options(SamplingOptions(**options))
+            opts, s_cfg = SamplingOptions(**options), self.cfg.sampling
+            opts.null_condition = opts.null_condition or s_cfg.noise_null_condition or s_cfg.null_condition
             return self.generate_from_tokens(ids, tokens, opts, guided=attrs is not None or opts.null_condition == "full")
         cond = self.model.conditions(self.one_hot(ids), None, attrs)
         return self.generate_from_conditions(ids, cond, SamplingOptions(**options),

@@ -314,7 +314,6 @@ class _PreviewFaces:
             return
         ref_x, ref_ids = x.roll(1, 0), ids.roll(1, 0)
         opts = SamplingOptions(steps=steps, seed=0)
-        noise_opts = pipe.noise_options(opts)
         tokens = pipe.style_tokens(x, ids)
         ref_tokens = pipe.style_tokens(ref_x, ref_ids)
         hair_eye = pipe.label_set.indices(["hair", "l_eye"])
@@ -325,8 +324,7 @@ class _PreviewFaces:
             "total swap": pipe.generate_from_tokens(ids, swap_tokens(tokens, ref_tokens, None, pipe.token_classes), opts).tensors,
             "swap hair + l_eye": pipe.generate_from_tokens(
                 ids, swap_tokens(tokens, ref_tokens, hair_eye, pipe.token_classes), opts).tensors,
-            "noise-based": pipe.generate_from_tokens(ids, pipe.style_tokens(None, ids), noise_opts,
-                                                   guided=noise_opts.null_condition == "full").tensors,
+            "noise-based": pipe.generate(ids, steps=steps, seed=0).tensors,
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         image_grid(rows, path, label_set=pipe.label_set, masks=ids)
