@@ -155,6 +155,11 @@ class SamplingConfig:
     #: for briefly trained models, whose eps errors at high t are amplified by 1/sqrt(alpha_bar).
     clip_x0: float | None = None
 
+    @property
+    def noise_null(self) -> str:
+        """The null condition noise-based generation uses by default."""
+        return self.noise_null_condition or self.null_condition
+
 
 @dataclass
 class AutoencoderConfig:

@@ -435,7 +435,7 @@ class SCADMPipeline:
         if self.has_style:
             tokens = self.with_attributes(self.style_tokens(None, ids), attrs)
             opts, s_cfg = SamplingOptions(**options), self.cfg.sampling
-            opts.null_condition = opts.null_condition or s_cfg.noise_null_condition or s_cfg.null_condition
+            opts.null_condition = opts.null_condition or s_cfg.noise_null
             return self.generate_from_tokens(ids, tokens, opts, guided=attrs is not None or opts.null_condition == "full")
         cond = self.model.conditions(self.one_hot(ids), None, attrs)
         return self.generate_from_conditions(ids, cond, SamplingOptions(**options),

@@ -75,10 +75,9 @@ def synthetic(
                                    progress=lambda what, k: prog.update(task, description=f"{what}: {k}/{n}"))
         report = bench.run(parser=parser_net)
     s_cfg = pipe.cfg.sampling
-    noise_null = s_cfg.noise_null_condition or s_cfg.null_condition
     report["sampling_desc"] = (f"{s_cfg.sampler}, {steps or s_cfg.steps} steps, eta {s_cfg.eta}, "
                                f"guidance s = {s_cfg.guidance_scale} ({s_cfg.null_condition} null condition"
-                               + (f"; noise-based samples: {noise_null}" if noise_null != s_cfg.null_condition else "")
+                               + (f"; noise-based samples: {s_cfg.noise_null}" if s_cfg.noise_null != s_cfg.null_condition else "")
                                + ")")
     report["command"] = _command()
     report["parser"] = _shown(parser_path) if parser_path else None
