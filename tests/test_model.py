@@ -79,6 +79,41 @@ def test_style_tokens_layouts_hold_the_same_values():
     assert torch.equal(enc_p(image, mask), s.reshape(2, 19 * cfg.num_levels, -1))  # per_scale: class-major
 
 
+def test_pixel_level_is_the_finest_level_and_reads_each_region_mean_colour():
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(load_config("tiny").conditioning.style_encoder, pixel_level=True)
+    enc = MultiResolutionStyleEncoder(cfg)
+    assert enc.token_dim == (cfg.num_levels + 1) * cfg.style_dim
+    mask, image = random_mask(1, 19, 32, 32), torch.rand(1, 3, 32, 32) * 2 - 1
+    s = enc.styles(image, mask)
+    assert s.shape == (1, 19, cfg.num_levels + 1, cfg.style_dim)
+    # the same mean colour in every region, pixels shuffled within each region: the pixel level is unchanged
+    ids = mask.argmax(1)[0].flatten()
+    shuffled = image.clone().flatten(2)
+    for c in ids.unique():
+        where = (ids == c).nonzero()[:, 0]
+        shuffled[..., where] = shuffled[..., where[torch.randperm(len(where))]]
+    s2 = enc.styles(shuffled.view_as(image), mask)
+    assert torch.allclose(s2[:, :, -1], s[:, :, -1], atol=1e-5)
+    assert not torch.allclose(s2[:, :, :-1], s[:, :, :-1], atol=1e-3)  # the convolutional levels see texture
+    # and a region's colour reaches its own class's vector only
+    brighter = image.clone()
+    brighter[:, :, ids.view(32, 32) == ids[0]] += 0.5
+    s3 = enc.styles(brighter, mask)
+    changed = (s3[0, :, -1] - s[0, :, -1]).abs().amax(-1) > 1e-6
+    assert changed.nonzero()[:, 0].tolist() == [int(ids[0])]
+
+
+def test_config_asks_for_the_pixel_levels_token_size():
+    cfg = load_config("tiny")
+    style = dataclasses.replace(cfg.conditioning.style_encoder, pixel_level=True)
+    bad = dataclasses.replace(cfg, conditioning=dataclasses.replace(cfg.conditioning, style_encoder=style))
+    want = (style.num_levels + 1) * style.style_dim
+    with pytest.raises(ValueError, match=f"unet.context_dim={want}"):
+        load_config(bad)
+    load_config(dataclasses.replace(bad, unet=dataclasses.replace(cfg.unet, context_dim=want)))
+
+
 def test_absent_class_token_is_tanh_of_bias_and_empty_style_is_zero_image():
     torch.manual_seed(0)
     cfg = load_config("tiny").conditioning.style_encoder

@@ -88,6 +88,14 @@ class StyleEncoderConfig:
     #: the mask of the masked average pooling at each level: "nearest" (released code) or "area"
     #: (an area-weighted average, so a part smaller than a pixel of that level still has a style)
     mask_resize: str = "nearest"
+    #: one more level, the finest: each class's masked mean of the input pixels themselves, projected
+    #: to D (not in the released code; a small encoder trained briefly learns exact colours slowly)
+    pixel_level: bool = False
+
+    @property
+    def levels(self) -> int:
+        """Style vectors per class: the decoder's num_levels, plus one with pixel_level."""
+        return self.num_levels + int(self.pixel_level)
 
 
 @dataclass
@@ -253,7 +261,7 @@ class ModelConfig:
                 )
         if c.type == "style+attributes":
             s = c.style_encoder
-            token = s.num_levels * s.style_dim if s.layout == "concat" else s.style_dim
+            token = s.levels * s.style_dim if s.layout == "concat" else s.style_dim
             if c.attributes.dim != token or u.global_tokens != 1:
                 raise ValueError(
                     f"style+attributes: set conditioning.attributes.dim to the style token size {token} "
@@ -269,7 +277,7 @@ class ModelConfig:
                 raise ValueError(f"style_encoder.layout must be concat or per_scale, not {s.layout!r}")
             if s.num_levels > s.num_down:
                 raise ValueError("style_encoder.num_levels cannot exceed num_down")
-            want_tpc, want_dim = (1, s.num_levels * s.style_dim) if s.layout == "concat" else (s.num_levels, s.style_dim)
+            want_tpc, want_dim = (1, s.levels * s.style_dim) if s.layout == "concat" else (s.levels, s.style_dim)
             if (u.tokens_per_class, u.context_dim) != (want_tpc, want_dim):
                 raise ValueError(
                     f"style layout {s.layout!r} gives {want_tpc} token(s) per class of size {want_dim}; "

@@ -11,6 +11,8 @@ so the channels of class j only ever mix with channels of class j::
     style_k       per class j: masked average pooling of its G_k channels (Eq. 5), grouped 1x1
                   conv G_k -> D, Tanh; the mask is resized to the level's size by
                   ``mask_resize`` (nearest as released, or area: an area-weighted average)
+    pixel level   (``pixel_level``, not in the released code) one more, finest level: per class j,
+                  the masked mean of the input pixels (3 values), 1x1 conv 3 -> D, Tanh
 
 The released encoder (b = 4, 6 downs, L = 5 levels at 8..128 px, D = 256, 19 classes) is
 the default config and has 18.07 M parameters.
@@ -72,14 +74,16 @@ class MultiResolutionStyleEncoder(nn.Module):
         self.style = nn.ModuleList(
             nn.Conv1d(width[cfg.num_down - k], C * cfg.style_dim, 1, groups=C) for k in range(1, cfg.num_levels + 1)
         )
+        if cfg.pixel_level:
+            self.pixel_style = nn.Conv1d(C * cfg.in_channels, C * cfg.style_dim, 1, groups=C)
 
     @property
     def num_tokens(self) -> int:
-        return self.cfg.num_classes * (self.cfg.num_levels if self.cfg.layout == "per_scale" else 1)
+        return self.cfg.num_classes * (self.cfg.levels if self.cfg.layout == "per_scale" else 1)
 
     @property
     def token_dim(self) -> int:
-        return self.cfg.style_dim * (1 if self.cfg.layout == "per_scale" else self.cfg.num_levels)
+        return self.cfg.style_dim * (1 if self.cfg.layout == "per_scale" else self.cfg.levels)
 
     def styles(self, image: Tensor, mask: Tensor) -> Tensor:
         """S in R^{B x C x L x D}: image (B, 3, H, W) in [-1, 1], mask (B, C, H, W) one-hot."""
@@ -99,6 +103,9 @@ class MultiResolutionStyleEncoder(nn.Module):
             target = feats[self.cfg.num_down - k].shape[-2:]
             h = up(upsample(h, target, mode="bilinear"))
             per_level.append(torch.tanh(proj(self._masked_pool(h, mask))).view(h.shape[0], C, -1))  # (B, C, D)
+        if self.cfg.pixel_level:
+            pixels = image.unsqueeze(1).expand(-1, C, -1, -1, -1).flatten(1, 2)  # each class sees all channels
+            per_level.append(torch.tanh(self.pixel_style(self._masked_pool(pixels, mask))).view(image.shape[0], C, -1))
         return torch.stack(per_level, dim=2)  # (B, C, L, D), coarse to fine
 
     def _masked_pool(self, h: Tensor, mask: Tensor) -> Tensor:
