@@ -103,9 +103,11 @@ class MultiResolutionStyleEncoder(nn.Module):
             target = feats[self.cfg.num_down - k].shape[-2:]
             h = up(upsample(h, target, mode="bilinear"))
             per_level.append(torch.tanh(proj(self._masked_pool(h, mask))).view(h.shape[0], C, -1))  # (B, C, D)
-        if self.cfg.pixel_level:
-            pixels = image.unsqueeze(1).expand(-1, C, -1, -1, -1).flatten(1, 2)  # each class sees all channels
-            per_level.append(torch.tanh(self.pixel_style(self._masked_pool(pixels, mask))).view(image.shape[0], C, -1))
+        if self.cfg.pixel_level:  # each class's mean input colour over its region, at full resolution
+            m = mask.to(image.dtype).flatten(2)  # (B, C, H*W)
+            means = torch.einsum("bkp,bcp->bck", image.flatten(2), m) / (m.sum(dim=-1, keepdim=True) + 1e-5)
+            n = image.shape[0]
+            per_level.append(torch.tanh(self.pixel_style(means.reshape(n, -1, 1))).view(n, C, -1))
         return torch.stack(per_level, dim=2)  # (B, C, L, D), coarse to fine
 
     def _masked_pool(self, h: Tensor, mask: Tensor) -> Tensor:
