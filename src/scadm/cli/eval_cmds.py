@@ -75,10 +75,11 @@ def synthetic(
                                    progress=lambda what, k: prog.update(task, description=f"{what}: {k}/{n}"))
         report = bench.run(parser=parser_net)
     s_cfg = pipe.cfg.sampling
+    nulls = f"{s_cfg.null_condition} null condition"
+    if s_cfg.noise_null != s_cfg.null_condition:
+        nulls += f"; noise-based samples: {s_cfg.noise_null}"
     report["sampling_desc"] = (f"{s_cfg.sampler}, {steps or s_cfg.steps} steps, eta {s_cfg.eta}, "
-                               f"guidance s = {s_cfg.guidance_scale} ({s_cfg.null_condition} null condition"
-                               + (f"; noise-based samples: {s_cfg.noise_null}" if s_cfg.noise_null != s_cfg.null_condition else "")
-                               + ")")
+                               f"guidance s = {s_cfg.guidance_scale} ({nulls})")
     report["command"] = _command()
     report["parser"] = _shown(parser_path) if parser_path else None
     summary = {k: v for k, v in report.items() if k.endswith(("_success", "_preserved", "_monotonic", "_ratio"))}
