@@ -17,6 +17,7 @@ from scadm.diffusion import (
     diffusion_loss,
     dropout_keep,
     p2_weight,
+    region_weights,
     released_w_to_s,
     s_to_released_w,
     sample,
@@ -179,6 +180,44 @@ def test_diffusion_loss_p2_and_oracle():
     loss, info = diffusion_loss(oracle, x0, None, s, generator=torch.Generator().manual_seed(3))
     assert loss.item() < 1e-8
     assert info["t"].min() >= 0 and info["t"].max() < 1000
+
+
+def test_region_weights_favour_small_parts_and_weight_the_loss():
+    # 8x8 image: class 0 covers 48 pixels (left 6 columns), class 1 the 16 pixels of columns 6-7
+    mask = torch.zeros(1, 3, 8, 8)
+    mask[0, 0, :, :6] = 1
+    mask[0, 1, :, 6:] = 1
+    assert torch.equal(region_weights(mask, (4, 4), 0.0), torch.ones(1, 1, 4, 4))
+    w = region_weights(mask, (4, 4), 1.0)
+    assert w.shape == (1, 1, 4, 4)
+    torch.testing.assert_close(w.mean(), torch.tensor(1.0))
+    # gamma 1: each present class gets the same total weight; the absent class 2 adds nothing
+    torch.testing.assert_close(w[..., :3].sum(), w[..., 3:].sum())
+    # latent column 2 is all class 0, column 3 all class 1: weight ratio = (48 / 16)^gamma
+    w = region_weights(mask, (4, 4), 0.5)
+    torch.testing.assert_close(w[0, 0, 0, 3] / w[0, 0, 0, 2], torch.tensor(3.0**0.5))
+    # a latent pixel shared by classes gets their weights in proportion to the area each covers
+    w = region_weights(mask, (2, 2), 1.0)  # column 1 of the 2x2 latents: half class 0, half class 1
+    per = torch.tensor([64 / 48, 64 / 16])
+    torch.testing.assert_close(w[0, 0, 0, 1] / w[0, 0, 0, 0], (per[0] / 2 + per[1] / 2) / per[0])
+
+    # in the loss: squared errors are weighted per latent pixel; the logged mse stays unweighted
+    s = NoiseSchedule()
+    x0 = torch.zeros(1, 2, 4, 4)
+    noise = torch.zeros(1, 2, 4, 4)
+    err = torch.zeros(1, 2, 4, 4)
+    err[..., 3] = 1.0  # the model errs only on the small class's column
+    fn = lambda x, t, c: err  # noqa: E731
+    t = torch.tensor([10])
+    plain, info = diffusion_loss(fn, x0, None, s, t=t, noise=noise)
+    w = region_weights(mask, (4, 4), 0.5)
+    weighted, winfo = diffusion_loss(fn, x0, None, s, t=t, noise=noise, pixel_weight=w)
+    torch.testing.assert_close(plain, torch.tensor(0.25))
+    torch.testing.assert_close(weighted, 0.25 * w[0, 0, 0, 3])
+    assert weighted > plain
+    torch.testing.assert_close(winfo["mse_per_sample"], info["mse_per_sample"])
+    with pytest.raises(ValueError, match="pixel_weight must have shape"):
+        diffusion_loss(fn, x0, None, s, t=t, noise=noise, pixel_weight=torch.ones(1, 1, 2, 2))
 
 
 def test_diffusion_loss_random_draws_seeded_and_differentiable():

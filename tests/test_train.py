@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from scadm.config import load_recipe
 from scadm.data import write_synthetic_dataset
 from scadm.models.autoencoder import FirstStage, build_autoencoder
-from scadm.train.common import Checkpoints, GlobalBatchSampler
+from scadm.train.common import Checkpoints, GlobalBatchSampler, lr_factor
 from scadm.train.diffusion import train_diffusion
 
 
@@ -61,6 +61,25 @@ def test_short_training_lowers_the_loss(tiny_data, tiny_ae, tmp_path):
     assert (tmp_path / "run" / "loss.png").is_file() and (tmp_path / "run" / "config.yaml").is_file()
 
 
+def test_region_weighting_changes_the_loss_not_the_draws(tiny_data, tiny_ae, tmp_path):
+    import csv
+
+    rows = {}
+    for gamma in (0.0, 0.5):
+        run = tmp_path / f"g{gamma}"
+        train_diffusion(recipe(max_steps=1, region_weight_gamma=gamma), tiny_data, run, autoencoder=tiny_ae,
+                        progress=False, printer=quiet)
+        rows[gamma] = next(csv.DictReader((run / "loss.csv").open()))
+    # same model, batch, t and noise: the unweighted mse agrees, the weighted loss does not
+    assert float(rows[0.5]["mse"]) == pytest.approx(float(rows[0.0]["mse"]), rel=1e-6)
+    assert float(rows[0.0]["loss"]) == pytest.approx(float(rows[0.0]["mse"]), rel=1e-6)
+    assert abs(float(rows[0.5]["loss"]) - float(rows[0.5]["mse"])) > 1e-4
+    with pytest.raises(ValueError, match="region_weight_gamma"):
+        train_diffusion(recipe(max_steps=1, region_weight_gamma=-1.0), tiny_data, tmp_path / "bad",
+                        autoencoder=tiny_ae, progress=False, printer=quiet)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_resume_equals_uninterrupted(tiny_data, tiny_ae, tmp_path):
     r = recipe(max_steps=6, checkpoint_every=3, cache_latents=True, flip=True)
     train_diffusion(r, tiny_data, tmp_path / "full", autoencoder=tiny_ae, progress=False, printer=quiet)
@@ -94,6 +113,17 @@ def test_interrupted_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypat
     assert latest is not None and latest.name == "step-0000001"
     tensors, objects, state = Checkpoints.load(latest)
     assert state["step"] == 1 and torch.equal(tensors["model"]["w"], torch.ones(3))
+
+
+def test_lr_factor_warms_up_then_decays_to_zero():
+    assert [lr_factor(s, 4, 20) for s in (0, 1, 3, 10, 19)] == [0.25, 0.5, 1.0, 1.0, 1.0]
+    lin = [lr_factor(s, 4, 20, "linear") for s in range(20)]
+    assert lin[:4] == [0.25, 0.5, 0.75, 1.0] and lin[12] == pytest.approx(0.5) and lin[19] == pytest.approx(1 / 16)
+    assert all(a >= b for a, b in zip(lin[3:], lin[4:]))
+    cos = [lr_factor(s, 0, 10, "cosine") for s in range(10)]
+    assert cos[0] == pytest.approx(1.0) and cos[5] == pytest.approx(0.5) and 0 < cos[9] < 0.05
+    with pytest.raises(ValueError, match="lr_decay"):
+        lr_factor(0, 0, 10, "step")
 
 
 def test_global_batch_sampler_shards_the_same_global_batches():

@@ -306,6 +306,8 @@ class TrainConfig:
     lr: float | None = None
     weight_decay: float = 0.01
     warmup_steps: int = 0
+    #: after warm-up: "none" (constant, LDM), or "linear" / "cosine" decay to 0 at max_steps
+    lr_decay: str = "none"
     max_steps: int = 100_000
     #: probability of replacing a sample's style image by zeros (SCA-DM: 0.5)
     style_dropout: float = 0.5
@@ -316,6 +318,9 @@ class TrainConfig:
     #: P2 weighting 1 / (k + SNR(t))^gamma; gamma 0 = off
     p2_gamma: float = 0.0
     p2_k: float = 1.0
+    #: region weighting of the loss: each latent pixel's error weighted by (area of its face part)^-gamma,
+    #: normalised per image (not in the papers); 0 = off
+    region_weight_gamma: float = 0.0
     ema_decay: float = 0.9999
     #: LDM's EMA warm-up: decay_n = min(decay, (1 + n) / (10 + n))
     ema_warmup: bool = True

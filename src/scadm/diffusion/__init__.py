@@ -5,7 +5,7 @@ The network is separate from the maths: a model function is
 """
 
 from .guidance import ClassifierFreeGuidance, released_w_to_s, s_to_released_w
-from .objective import apply_dropout, diffusion_loss, dropout_keep
+from .objective import apply_dropout, diffusion_loss, dropout_keep, region_weights
 from .sampling import build_scheduler, sample, timesteps_for
 from .schedule import SAMPLERS, NoiseSchedule, ScheduleConfig, make_betas, p2_weight
 
@@ -16,6 +16,7 @@ __all__ = [
     "p2_weight",
     "SAMPLERS",
     "diffusion_loss",
+    "region_weights",
     "dropout_keep",
     "apply_dropout",
     "sample",

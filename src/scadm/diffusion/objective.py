@@ -1,15 +1,16 @@
-"""Training objective (paper Eq. 2; eps or v target) with optional P2 weighting, and condition dropout."""
+"""Training objective (paper Eq. 2; eps or v target) with optional P2 and region weighting, and condition dropout."""
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .schedule import NoiseSchedule, p2_weight
 
-__all__ = ["diffusion_loss", "dropout_keep", "apply_dropout", "randn", "randint"]
+__all__ = ["diffusion_loss", "region_weights", "dropout_keep", "apply_dropout", "randn", "randint"]
 
 ModelFn = Callable[[Tensor, Tensor, Any], Tensor]
 
@@ -59,6 +60,7 @@ def diffusion_loss(
     t: Tensor | None = None,
     noise: Tensor | None = None,
     p2: tuple[float, float] | None = None,
+    pixel_weight: Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Eps-prediction MSE (Eq. 2), or v-prediction MSE, optionally P2-weighted.
@@ -67,6 +69,8 @@ def diffusion_loss(
     target = schedule.target(x0, t, eps) (eps, or v for ``prediction_type: v_prediction``);
     per-sample loss = mean over non-batch dims of (model output - target)^2 (in float32),
     times p2_weight(t, k, gamma) when ``p2 = (k, gamma)``; the loss is the batch mean.
+    ``pixel_weight`` ([B, 1, h, w], e.g. from :func:`region_weights`) weights each latent pixel's
+    squared error in that mean.
 
     info: "loss_per_sample" (weighted, detached), "mse_per_sample" (unweighted, detached),
     "weight" (P2 weights or ones), "t".
@@ -85,13 +89,19 @@ def diffusion_loss(
     if out.shape != noise.shape:
         raise ValueError(f"model output shape {tuple(out.shape)} != noise shape {tuple(noise.shape)}")
     target = schedule.target(x0, t, noise)
-    mse = (out.float() - target.float()).pow(2).reshape(B, -1).mean(dim=1)
+    sq = (out.float() - target.float()).pow(2)
+    mse = sq.reshape(B, -1).mean(dim=1)
+    if pixel_weight is not None:
+        if pixel_weight.shape != (B, 1, *sq.shape[2:]):
+            raise ValueError(f"pixel_weight must have shape {(B, 1, *sq.shape[2:])}, got {tuple(pixel_weight.shape)}")
+        sq = sq * pixel_weight.float()
+    per_pixel = sq.reshape(B, -1).mean(dim=1)
     if p2 is not None:
         k, gamma = p2
         weight = p2_weight(schedule, t, k=k, gamma=gamma, dtype=mse.dtype)
     else:
         weight = torch.ones_like(mse)
-    per_sample = mse * weight
+    per_sample = per_pixel * weight
     loss = per_sample.mean()
     info = {
         "loss_per_sample": per_sample.detach(),
@@ -100,6 +110,22 @@ def diffusion_loss(
         "t": t,
     }
     return loss, info
+
+
+def region_weights(mask: Tensor, size: tuple[int, int], gamma: float) -> Tensor:
+    """Per-pixel loss weights that favour small face parts: [B, C, H, W] one-hot (or soft) mask ->
+    [B, 1, h, w] with mean 1 per sample.
+
+    Each class c covering a fraction a_c of the image gets weight a_c^-gamma; a latent pixel gets
+    the average of its classes' weights in proportion to the area each covers in it. gamma = 0 gives
+    ones (the plain loss); gamma = 1 gives every present class the same total weight.
+    """
+    mask = mask.float()
+    area = mask.mean(dim=(2, 3), keepdim=True)  # [B, C, 1, 1]
+    per_class = torch.where(area > 0, area.clamp_min(1e-8).pow(-gamma), torch.zeros_like(area))
+    frac = F.adaptive_avg_pool2d(mask, size)  # [B, C, h, w]: fraction of each pixel each class covers
+    w = (frac * per_class).sum(dim=1, keepdim=True)
+    return w / w.mean(dim=(2, 3), keepdim=True).clamp_min(1e-8)
 
 
 def dropout_keep(

@@ -21,13 +21,13 @@ import yaml
 from torch import Tensor, nn
 
 from ..config import Recipe, to_dict
-from ..diffusion import NoiseSchedule, diffusion_loss
+from ..diffusion import NoiseSchedule, diffusion_loss, region_weights
 from ..models.autoencoder import FirstStage
 from ..models.conditioning import signed_attributes
 from ..models.ldm import SemanticLDM
 from .common import (
     EMA, Checkpoints, GlobalBatchSampler, TrainLog, make_accelerator, progress_bar, resolve_path,
-    rng_state, sample_generator, set_rng_state, warmup_factor,
+    lr_factor, rng_state, sample_generator, set_rng_state,
 )
 
 
@@ -70,6 +70,9 @@ def train_diffusion(
     from ..data import FaceDataset
 
     tc = recipe.training
+    if tc.region_weight_gamma < 0:
+        raise ValueError(f"training.region_weight_gamma must be >= 0 (0 = off), got {tc.region_weight_gamma}")
+    lr_factor(0, 0, 1, tc.lr_decay)  # checks the name before anything is written
     if max_steps is not None:
         tc = dataclasses.replace(tc, max_steps=max_steps)
     if cache_latents is not None:
@@ -156,7 +159,7 @@ def train_diffusion(
     denoiser.train()
     for step in range(start, tc.max_steps):
         for g in optimizer.param_groups:
-            g["lr"] = lr * warmup_factor(step, tc.warmup_steps)
+            g["lr"] = lr * lr_factor(step, tc.warmup_steps, tc.max_steps, tc.lr_decay)
         loss_sum = mse_sum = 0.0
         for micro in range(tc.grad_accum):
             k = step * tc.grad_accum + micro
@@ -184,9 +187,11 @@ def train_diffusion(
             cond = (mask * keep_mask, image * keep_style * keep_mask, attributes)
             t = torch.stack([torch.randint(0, schedule.num_train_timesteps, (), generator=g) for g in gens]).to(acc.device)
             noise = torch.stack([torch.randn(z0.shape[1:], generator=g) for g in gens]).to(acc.device)
+            pixel_weight = region_weights(mask, z0.shape[2:], tc.region_weight_gamma) if tc.region_weight_gamma else None
             ctx = acc.no_sync(denoiser) if micro < tc.grad_accum - 1 else _nullcontext()
             with ctx, acc.autocast():
-                loss, info = diffusion_loss(denoiser, z0, cond, schedule, t=t, noise=noise, p2=p2)
+                loss, info = diffusion_loss(denoiser, z0, cond, schedule, t=t, noise=noise, p2=p2,
+                                            pixel_weight=pixel_weight)
                 acc.backward(loss / tc.grad_accum)
             loss_sum += loss.item() / tc.grad_accum
             mse_sum += info["mse_per_sample"].mean().item() / tc.grad_accum
