@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from ..nn.resblocks import resize_mask
 from .schedule import NoiseSchedule, p2_weight
 
 __all__ = ["diffusion_loss", "region_weights", "dropout_keep", "apply_dropout", "randn", "randint"]
@@ -123,7 +123,7 @@ def region_weights(mask: Tensor, size: tuple[int, int], gamma: float) -> Tensor:
     mask = mask.float()
     area = mask.mean(dim=(2, 3), keepdim=True)  # [B, C, 1, 1]
     per_class = torch.where(area > 0, area.clamp_min(1e-8).pow(-gamma), torch.zeros_like(area))
-    frac = F.adaptive_avg_pool2d(mask, size)  # [B, C, h, w]: fraction of each pixel each class covers
+    frac = resize_mask(mask, size, mode="area")  # [B, C, h, w]: fraction of each pixel each class covers
     w = (frac * per_class).sum(dim=1, keepdim=True)
     return w / w.mean(dim=(2, 3), keepdim=True).clamp_min(1e-8)
 
