@@ -247,3 +247,30 @@ def test_autoencoder_trains_resumes_exactly_and_reports_psnr(tiny_data, tmp_path
     assert full["metrics"]["n"] > 0 and full["metrics"]["psnr"] > 0
     assert (tmp_path / "full" / "autoencoder" / "config.json").is_file()
     FirstStage.from_pretrained(tmp_path / "full" / "autoencoder")  # diffusers format loads back
+
+
+def test_autoencoder_region_weighting_from_its_step(tiny_data, tmp_path):
+    import csv
+
+    from scadm.train.autoencoder import train_autoencoder
+
+    r = load_recipe("tiny")
+    size = tuple(r.model.image_size)
+    rows = {}
+    for gamma in (0.0, 1.0):
+        tc = dataclasses.replace(r.autoencoder_training, max_steps=3, lr=1e-3, scale_lr=False, log_every=1,
+                                 checkpoint_every=3, region_weight_gamma=gamma, region_weight_from=1)
+        train_autoencoder(r.autoencoder, tc, tiny_data, tmp_path / f"g{gamma}", image_size=size, progress=False,
+                          printer=quiet)
+        rows[gamma] = [{k: float(x) for k, x in row.items()} for row in csv.DictReader((tmp_path / f"g{gamma}" / "loss.csv").open())]
+    plain, weighted = rows[0.0], rows[1.0]
+    # step 1 (before region_weight_from): the same model, batch and loss
+    assert weighted[0]["loss"] == pytest.approx(plain[0]["loss"], rel=1e-6)
+    # from then on the weighted run optimises another loss: its logged (unweighted) l1 and l2 no longer make its loss
+    for row in plain:
+        assert row["loss"] == pytest.approx(row["l1"] + row["reg"] + row["d_weight"] * row["g_loss"], rel=1e-4, abs=1e-6)
+    assert abs(weighted[1]["loss"] - (weighted[1]["l1"] + weighted[1]["reg"])) > 1e-4
+    bad = dataclasses.replace(r.autoencoder_training, region_weight_gamma=-0.5)
+    with pytest.raises(ValueError, match="region_weight_gamma"):
+        train_autoencoder(r.autoencoder, bad, tiny_data, tmp_path / "bad", image_size=size, progress=False, printer=quiet)
+    assert not (tmp_path / "bad").exists()

@@ -376,6 +376,11 @@ class AutoencoderTrainConfig:
     #: diffusion model trained on them stays valid: the decoder-only fine-tuning of Stability's
     #: ft-EMA/ft-MSE autoencoders. None: never.
     freeze_encoder_from: int | None = None
+    #: region weighting of the reconstruction terms: each pixel's error weighted by (area of its face
+    #: part)^-gamma, normalised per image (the diffusion loss's ``region_weight_gamma``; not in the
+    #: papers), from step ``region_weight_from`` on. 0 = off
+    region_weight_gamma: float = 0.0
+    region_weight_from: int = 0
 
 
 @dataclass

@@ -6,7 +6,9 @@ Loss (taming-transformers / LDM): L1 reconstruction (+ a squared error when ``l2
 by the ratio of the reconstruction and adversarial gradient norms at the decoder's last
 layer, + the codebook and commitment loss (VQ) or a KL term (KL). Optionally the last steps
 train the decoder alone (``freeze_encoder_from``), which sharpens reconstructions without
-moving the latents. PSNR and SSIM on the test split are reported at the end. The result is
+moving the latents. Optionally each pixel's reconstruction error is weighted by
+the area of its face part (``region_weight_gamma``), so that small parts count. PSNR and SSIM
+on the test split are reported at the end. The result is
 a diffusers ``save_pretrained`` folder.
 """
 
@@ -23,6 +25,7 @@ import yaml
 from torch import Tensor
 
 from ..config import AutoencoderConfig, AutoencoderTrainConfig, to_dict
+from ..diffusion.objective import region_weights
 from ..models.autoencoder import FirstStage, build_autoencoder
 from ..models.discriminator import PatchDiscriminator
 from .common import (
@@ -61,6 +64,8 @@ def train_autoencoder(
     if max_steps is not None:
         tc = dataclasses.replace(tc, max_steps=max_steps)
     out = Path(out)
+    if tc.region_weight_gamma < 0:
+        raise ValueError(f"autoencoder_training.region_weight_gamma must be >= 0 (0 = off), got {tc.region_weight_gamma}")
     acc = make_accelerator(tc.mixed_precision)
     if acc.num_processes > 1:
         raise ValueError("train-autoencoder runs in one process; launch it without torchrun/accelerate")
@@ -78,6 +83,7 @@ def train_autoencoder(
         lpips = LPIPS(tc.lpips_vgg, tc.lpips_lin).to(acc.device).eval().requires_grad_(False)
     # flips are drawn per sample from (seed, step, position), so a resumed run sees the same ones
     dataset = FaceDataset(data, split="train", size=tuple(image_size), flip=False, with_attributes=False)
+    num_classes = dataset.label_set.num_classes
 
     torch.manual_seed(tc.seed)
     ae = build_autoencoder(ae_cfg).to(acc.device)
@@ -118,11 +124,16 @@ def train_autoencoder(
                 if hasattr(ae, name):
                     getattr(ae, name).requires_grad_(False)
             printer(f"step {step}: encoder frozen, decoder-only fine-tuning to step {tc.max_steps}")
-        x = next(batches)["image"].to(acc.device)
+        batch = next(batches)
+        x, label = batch["image"].to(acc.device), batch["label"].to(acc.device)
         if tc.flip:
             flip = torch.tensor([torch.rand((), generator=sample_generator(tc.seed, step, j)) < 0.5
                                  for j in range(x.shape[0])], device=acc.device)
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+            label = torch.where(flip[:, None, None], label.flip(-1), label)  # (areas do not need the l/r swap)
+        weighted = tc.region_weight_gamma > 0 and step >= tc.region_weight_from
+        pixel_weight = (region_weights(F.one_hot(label, num_classes).permute(0, 3, 1, 2), tuple(x.shape[2:]),
+                                       tc.region_weight_gamma) if weighted else None)
         disc_on = step >= tc.disc_start
         with acc.autocast():
             if is_vq:
@@ -135,9 +146,10 @@ def train_autoencoder(
             if frozen_encoder(tc, step):  # the latents are fixed: their regulariser has nothing to train
                 reg = torch.zeros((), device=x.device)
             err = x - x_rec
-            l1, l2 = err.abs().mean(), err.pow(2).mean()
+            l1, l2 = err.abs().mean(), err.pow(2).mean()  # logged unweighted, comparable across recipes
+            w_l1, w_l2 = ((pixel_weight * err.abs()).mean(), (pixel_weight * err.pow(2)).mean()) if weighted else (l1, l2)
             perceptual = lpips(x, x_rec).mean() if lpips is not None else torch.zeros((), device=x.device)
-            nll = tc.l1_weight * l1 + tc.l2_weight * l2 + tc.perceptual_weight * perceptual
+            nll = tc.l1_weight * w_l1 + tc.l2_weight * w_l2 + tc.perceptual_weight * perceptual
             loss = nll + reg
             g_loss = d_weight = torch.zeros((), device=x.device)
             if disc_on:
