@@ -274,3 +274,33 @@ def test_autoencoder_region_weighting_from_its_step(tiny_data, tmp_path):
     with pytest.raises(ValueError, match="region_weight_gamma"):
         train_autoencoder(r.autoencoder, bad, tiny_data, tmp_path / "bad", image_size=size, progress=False, printer=quiet)
     assert not (tmp_path / "bad").exists()
+
+
+def test_autoencoder_lr_decay_follows_the_schedule(tiny_data, tmp_path):
+    import csv
+
+    from scadm.train.autoencoder import train_autoencoder
+
+    r = load_recipe("tiny")
+    size = tuple(r.model.image_size)
+    tc = dataclasses.replace(r.autoencoder_training, max_steps=4, lr=1e-3, scale_lr=False, log_every=1,
+                             checkpoint_every=4, lr_decay="linear")
+    train_autoencoder(r.autoencoder, tc, tiny_data, tmp_path / "run", image_size=size, progress=False, printer=quiet)
+    lrs = [float(row["lr"]) for row in csv.DictReader((tmp_path / "run" / "loss.csv").open())]
+    assert lrs == pytest.approx([1e-3, 0.75e-3, 0.5e-3, 0.25e-3])  # step n (0-based) trains at lr (1 - n / 4)
+    with pytest.raises(ValueError, match="autoencoder_training.lr_decay"):
+        train_autoencoder(r.autoencoder, dataclasses.replace(tc, lr_decay="step"), tiny_data, tmp_path / "bad",
+                          image_size=size, progress=False, printer=quiet)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_train_log_keeps_an_older_files_columns(tmp_path):
+    from scadm.train.common import TrainLog
+
+    (tmp_path / "loss.csv").write_text("step,loss\n1,0.5\n")
+    log = TrainLog(tmp_path, True, ["loss", "lr"])
+    log.log(2, {"loss": 0.25, "lr": 1e-3})
+    log.plot("t")
+    log.close()
+    assert (tmp_path / "loss.csv").read_text().splitlines() == ["step,loss", "1,0.5", "2,0.25"]
+    assert (tmp_path / "loss.png").is_file()

@@ -350,6 +350,8 @@ class AutoencoderTrainConfig:
     lr: float = 4.5e-6
     #: multiply lr by batch_size (LDM's autoencoder convention)
     scale_lr: bool = True
+    #: "none" (constant, LDM), or "linear" / "cosine" decay to 0 at max_steps (both optimisers)
+    lr_decay: str = "none"
     max_steps: int = 100_000
     l1_weight: float = 1.0
     #: weight of a squared-error term next to L1 (0: L1 only, as LDM)

@@ -29,7 +29,8 @@ from ..diffusion.objective import region_weights
 from ..models.autoencoder import FirstStage, build_autoencoder
 from ..models.discriminator import PatchDiscriminator
 from .common import (
-    Checkpoints, GlobalBatchSampler, TrainLog, make_accelerator, progress_bar, rng_state, sample_generator, set_rng_state,
+    LR_DECAYS, Checkpoints, GlobalBatchSampler, TrainLog, lr_factor, make_accelerator, progress_bar, rng_state, sample_generator,
+    set_rng_state,
 )
 
 
@@ -66,6 +67,8 @@ def train_autoencoder(
     out = Path(out)
     if tc.region_weight_gamma < 0:
         raise ValueError(f"autoencoder_training.region_weight_gamma must be >= 0 (0 = off), got {tc.region_weight_gamma}")
+    if tc.lr_decay not in LR_DECAYS:
+        raise ValueError(f"autoencoder_training.lr_decay must be one of {', '.join(LR_DECAYS)}, got {tc.lr_decay!r}")
     acc = make_accelerator(tc.mixed_precision)
     if acc.num_processes > 1:
         raise ValueError("train-autoencoder runs in one process; launch it without torchrun/accelerate")
@@ -109,7 +112,7 @@ def train_autoencoder(
     sampler = GlobalBatchSampler(len(dataset), tc.batch_size, 0, 1, tc.seed, start)
     batches = iter(torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=tc.num_workers,
                                                persistent_workers=tc.num_workers > 0))
-    log = TrainLog(out, True, ["loss", "l1", "l2", "perceptual", "reg", "g_loss", "d_loss", "d_weight"])
+    log = TrainLog(out, True, ["loss", "l1", "l2", "perceptual", "reg", "g_loss", "d_loss", "d_weight", "lr"])
     if resume:
         log.truncate_after(start)
     last_layer = ae.decoder.conv_out.weight
@@ -124,6 +127,9 @@ def train_autoencoder(
                 if hasattr(ae, name):
                     getattr(ae, name).requires_grad_(False)
             printer(f"step {step}: encoder frozen, decoder-only fine-tuning to step {tc.max_steps}")
+        for opt in (opt_ae, opt_d):
+            for g in opt.param_groups:
+                g["lr"] = lr * lr_factor(step, 0, tc.max_steps, tc.lr_decay)
         batch = next(batches)
         x, label = batch["image"].to(acc.device), batch["label"].to(acc.device)
         if tc.flip:
@@ -169,7 +175,8 @@ def train_autoencoder(
             opt_d.step()
         done = step + 1
         values = {"loss": loss.item(), "l1": l1.item(), "l2": l2.item(), "perceptual": perceptual.item(),
-                  "reg": reg.item(), "g_loss": g_loss.item(), "d_loss": d_loss.item(), "d_weight": float(d_weight)}
+                  "reg": reg.item(), "g_loss": g_loss.item(), "d_loss": d_loss.item(), "d_weight": float(d_weight),
+                  "lr": opt_ae.param_groups[0]["lr"]}
         bar.update(1)
         bar.set_postfix(l1=f"{values['l1']:.4f}", gan="on" if disc_on else "off")
         if done % tc.log_every == 0 or done == tc.max_steps:

@@ -261,8 +261,12 @@ class TrainLog:
         if not self.enabled:
             return
         new = not self.csv.is_file()
+        fields = ["step", *self.columns]
+        if not new:  # a run resumed by a newer version keeps its file's columns
+            with self.csv.open() as fh:
+                fields = next(csv.reader(fh), fields)
         with self.csv.open("a", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=["step", *self.columns])
+            w = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
             if new:
                 w.writeheader()
             w.writerow({"step": step, **{k: f"{values.get(k, float('nan')):.6g}" for k in self.columns}})
@@ -284,7 +288,7 @@ class TrainLog:
         steps = [int(r["step"]) for r in rows]
         fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)
         for col in self.columns:
-            ys = [float(r[col]) for r in rows]
+            ys = [float(r.get(col) or "nan") for r in rows]
             if all(math.isnan(y) for y in ys):
                 continue
             ax.plot(steps, ys, label=col, alpha=0.5, lw=0.8)
