@@ -6,10 +6,10 @@ Loss (taming-transformers / LDM): L1 reconstruction (+ a squared error when ``l2
 by the ratio of the reconstruction and adversarial gradient norms at the decoder's last
 layer, + the codebook and commitment loss (VQ) or a KL term (KL). Optionally the last steps
 train the decoder alone (``freeze_encoder_from``), which sharpens reconstructions without
-moving the latents. Optionally each pixel's reconstruction error is weighted by
-the area of its face part (``region_weight_gamma``), so that small parts count. PSNR and SSIM
-on the test split are reported at the end. The result is
-a diffusers ``save_pretrained`` folder.
+moving the latents. Options not in LDM: a linear or cosine lr decay (``lr_decay``), and each
+pixel's reconstruction error weighted by the area of its face part (``region_weight_gamma``),
+so that small parts count. PSNR and SSIM on the test split are reported at the end. The
+result is a diffusers ``save_pretrained`` folder.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from ..diffusion.objective import region_weights
 from ..models.autoencoder import FirstStage, build_autoencoder
 from ..models.discriminator import PatchDiscriminator
 from .common import (
-    LR_DECAYS, Checkpoints, GlobalBatchSampler, TrainLog, lr_factor, make_accelerator, progress_bar, rng_state, sample_generator,
-    set_rng_state,
+    LR_DECAYS, Checkpoints, GlobalBatchSampler, TrainLog, lr_factor, make_accelerator, progress_bar, rng_state,
+    sample_generator, set_rng_state,
 )
 
 
