@@ -273,6 +273,34 @@ def test_compact_parser_shapes():
         m(torch.zeros(1, 3, 30, 32))
 
 
+# --------------------------------------------------------------------------- training (scadm.train)
+
+
+def test_parser_and_classifier_training_is_reproducible(tmp_path):
+    from safetensors.torch import load_file
+
+    from scadm.data import write_synthetic_dataset
+    from scadm.eval.classifier import AttributeClassifier, load_classifier
+    from scadm.eval.parser import CompactParser, load_parser
+    from scadm.train.classifier import train_classifier
+    from scadm.train.parser import train_parser
+
+    data = write_synthetic_dataset(tmp_path / "data", n=16, size=32, seed=0, test_fraction=0.25, progress=False)
+    calls = []
+    for run in ("a", "b"):
+        train_parser(data, tmp_path / run / "parser", steps=3, batch_size=4, width=8, seed=1, device="cpu",
+                     progress=lambda *a: calls.append(a))
+        train_classifier(data, tmp_path / run / "clf", steps=2, batch_size=4, seed=1, device="cpu")
+    assert [c[:2] for c in calls] == [(1, 3), (2, 3), (3, 3)] * 2 and calls[:3] == calls[3:]
+    for f in ("parser/parser.safetensors", "clf/classifier.safetensors"):
+        a, b = load_file(str(tmp_path / "a" / f)), load_file(str(tmp_path / "b" / f))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert isinstance(load_parser(tmp_path / "a" / "parser"), CompactParser)
+    assert isinstance(load_classifier(tmp_path / "a" / "clf"), AttributeClassifier)
+    with pytest.raises(ValueError, match="--steps"):
+        train_parser(data, tmp_path / "c", steps=0)
+
+
 # --------------------------------------------------------------------------- missing weights
 
 

@@ -163,21 +163,11 @@ def tiny_dataset(tmp_path_factory):
     return out
 
 
-@pytest.fixture
-def eval_cli(run_cli):
-    from scadm.cli import app, evaluate
-
-    names = {c.name for c in app.registered_commands}
-    if "train-parser" not in names:  # until cli/__init__.py registers evaluate
-        evaluate.register(app)
-    return run_cli
-
-
-def test_train_parser_cli(tiny_dataset, tmp_path, eval_cli):
+def test_train_parser_cli(tiny_dataset, tmp_path, run_cli):
     from scadm.eval.parser import CompactParser, load_parser
 
     out = tmp_path / "parser"
-    r = eval_cli("train-parser", "--data", tiny_dataset, "--out", out, "--steps", 3, "--batch-size", 8, "--width", 8, "--threads", 1)
+    r = run_cli("train-parser", "--data", tiny_dataset, "--out", out, "--steps", 3, "--batch-size", 8, "--width", 8, "--threads", 1)
     assert r.code == 0, r.err
     assert "mIoU" in r.out
     meta = json.loads((out / "parser.json").read_text())
@@ -188,20 +178,20 @@ def test_train_parser_cli(tiny_dataset, tmp_path, eval_cli):
     parser = load_parser(out)
     assert isinstance(parser, CompactParser) and parser.parse(torch.zeros(1, 3, 32, 32)).shape == (1, 32, 32)
     # refuses to overwrite a trained run
-    r = eval_cli("train-parser", "--data", tiny_dataset, "--out", out, "--steps", 1)
+    r = run_cli("train-parser", "--data", tiny_dataset, "--out", out, "--steps", 1)
     assert r.code == 1 and "already holds" in r.err
 
 
-def test_train_classifier_cli(tiny_dataset, tmp_path, eval_cli):
+def test_train_classifier_cli(tiny_dataset, tmp_path, run_cli):
     from scadm.eval.classifier import load_classifier
 
     out = tmp_path / "clf"
-    r = eval_cli("train-classifier", "--data", tiny_dataset, "--out", out, "--steps", 2, "--batch-size", 4, "--threads", 1)
+    r = run_cli("train-classifier", "--data", tiny_dataset, "--out", out, "--steps", 2, "--batch-size", 4, "--threads", 1)
     assert r.code == 0, r.err
     meta = json.loads((out / "classifier.json").read_text())
     assert meta["kind"] == "attribute-classifier" and len(meta["attribute_names"]) == 40
     assert 0 <= meta["metrics"]["mean_accuracy"] <= 1 and len(meta["metrics"]["per_attribute_accuracy"]) == 40
     clf = load_classifier(out)
     assert clf.predict(torch.zeros(2, 3, 32, 32)).shape == (2, 40)
-    r = eval_cli("train-classifier", "--data", tiny_dataset / "nope", "--steps", 1, "--out", tmp_path / "c2")
+    r = run_cli("train-classifier", "--data", tiny_dataset / "nope", "--steps", 1, "--out", tmp_path / "c2")
     assert r.code == 1 and "does not exist" in r.err

@@ -16,8 +16,10 @@ from safetensors.torch import load_file
 from scadm.config import load_recipe
 from scadm.data import write_synthetic_dataset
 from scadm.models.autoencoder import FirstStage, build_autoencoder
-from scadm.train.common import Checkpoints, GlobalBatchSampler, lr_factor
+from scadm.train.batches import GlobalBatchSampler
+from scadm.train.checkpoints import Checkpoints
 from scadm.train.diffusion import train_diffusion
+from scadm.train.lr_schedule import lr_factor
 
 
 @pytest.fixture(scope="module")
@@ -101,12 +103,12 @@ def test_existing_run_needs_resume(tiny_data, tiny_ae, tmp_path):
 def test_interrupted_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
     ck = Checkpoints(tmp_path, keep_last=2)
     ck.save(1, {"model": {"w": torch.ones(3)}}, {"optimizer": {"state": {}}}, {"step": 1})
-    import scadm.train.common as common
+    import scadm.train.checkpoints as checkpoints
 
     def crash(*a, **k):
         raise KeyboardInterrupt("power cut")
 
-    monkeypatch.setattr(common, "_fsync_dir", crash)  # dies after the files are written, before the rename
+    monkeypatch.setattr(checkpoints, "_fsync_dir", crash)  # dies after the files are written, before the rename
     with pytest.raises(KeyboardInterrupt):
         ck.save(2, {"model": {"w": torch.zeros(3)}}, {"optimizer": {"state": {}}}, {"step": 2})
     latest = ck.latest()
@@ -295,7 +297,7 @@ def test_autoencoder_lr_decay_follows_the_schedule(tiny_data, tmp_path):
 
 
 def test_train_log_keeps_an_older_files_columns(tmp_path):
-    from scadm.train.common import TrainLog
+    from scadm.train.log import TrainLog
 
     (tmp_path / "loss.csv").write_text("step,loss\n1,0.5\n")
     log = TrainLog(tmp_path, True, ["loss", "lr"])

@@ -1,29 +1,26 @@
 """Attribute classifier: a ResNet-18 (torchvision layout) with a 40-way multi-label head.
 
 Used for attribute accuracy of generated images (the multi-conditioning paper fine-tunes an
-ImageNet ResNet-18 on CelebA-HQ attributes). ``scadm train-classifier`` trains it with binary
-cross-entropy on any dataset with ``attributes.csv``; ``--init`` takes torchvision's
-``resnet18-f37072fd.pth`` as a local file (never downloaded).
+ImageNet ResNet-18 on CelebA-HQ attributes). ``scadm train-classifier``
+(:mod:`scadm.train.classifier`) trains it with binary cross-entropy on any dataset with
+``attributes.csv``; ``--init`` takes torchvision's ``resnet18-f37072fd.pth`` as a local file
+(never downloaded).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
-import time
 from pathlib import Path
-from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..nn.resnet import ResNet18, adapt_torchvision_state_dict
 from .metrics import attribute_accuracy
 from .weights import find_weights, load_state_dict, load_strict
 
-__all__ = ["AttributeClassifier", "train_classifier", "evaluate_classifier", "load_classifier", "RESNET18_WEIGHTS"]
+__all__ = ["AttributeClassifier", "evaluate_classifier", "load_classifier", "RESNET18_WEIGHTS"]
 
 RESNET18_WEIGHTS = "resnet18-f37072fd.pth"
 RESNET18_SOURCE = "torchvision's model zoo (download.pytorch.org/models/resnet18-f37072fd.pth)"
@@ -92,89 +89,6 @@ def evaluate_classifier(model: AttributeClassifier, loader, device: torch.device
         "per_attribute_accuracy": [float(v) for v in per_attr],
         "majority_baseline": float(torch.maximum(tg.mean(0), 1 - tg.mean(0)).mean()),
     }
-
-
-def _infinite(loader):
-    while True:
-        yield from loader
-
-
-def train_classifier(
-    data: str | os.PathLike,
-    out: str | os.PathLike,
-    steps: int = 2000,
-    size: int | None = None,
-    batch_size: int = 32,
-    lr: float = 1e-3,
-    weight_decay: float = 1e-4,
-    seed: int = 0,
-    init: str | os.PathLike | None = None,
-    workers: int = 0,
-    device: str | torch.device | None = None,
-    eval_split: str = "test",
-    progress: Callable[[int, int, float], None] | None = None,
-) -> dict:
-    """Train an :class:`AttributeClassifier` (BCE, AdamW, one-cycle cosine, flip augmentation) and
-    score it on ``eval_split``. Writes ``classifier.safetensors`` + ``classifier.json`` to ``out``."""
-    from torch.utils.data import DataLoader
-
-    from ..data.dataset import FaceDataset
-
-    if steps < 1:
-        raise ValueError("--steps must be at least 1")
-    dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    torch.manual_seed(seed)
-    train_set = FaceDataset(data, "train", size=size, flip=True, with_attributes=True)
-    if train_set.attribute_names is None:
-        raise ValueError(f"{data}: no attributes.csv; the attribute classifier needs per-image attributes")
-    test_set = FaceDataset(data, eval_split, size=size, flip=False, with_attributes=True)
-    names = list(train_set.attribute_names)
-    model = AttributeClassifier(len(names))
-    model.attribute_names = tuple(names)
-    if init is not None:
-        model.load_torchvision(init)
-    model.to(dev)
-    g = torch.Generator().manual_seed(seed)
-    loader = DataLoader(
-        train_set, batch_size=min(batch_size, len(train_set)), shuffle=True, drop_last=len(train_set) >= batch_size,
-        num_workers=workers, generator=g, persistent_workers=workers > 0,
-    )
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
-    it = _infinite(loader)
-    loss_ema = None
-    start = time.time()
-    model.train()
-    for step in range(1, steps + 1):
-        batch = next(it)
-        loss = F.binary_cross_entropy_with_logits(model(batch["image"].to(dev)), batch["attributes"].to(dev).float())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        v = loss.item()
-        if not math.isfinite(v):
-            raise ValueError(f"training diverged at step {step} (loss {v}); lower --lr")
-        loss_ema = v if loss_ema is None else 0.95 * loss_ema + 0.05 * v
-        if progress is not None:
-            progress(step, steps, loss_ema)
-    seconds = time.time() - start
-    scores = evaluate_classifier(model, DataLoader(test_set, batch_size=64, num_workers=workers), dev)
-    info = {
-        "kind": "attribute-classifier",
-        "config": model.config(),
-        "attribute_names": names,
-        "data": str(Path(data)),
-        "size": list(train_set.size) if train_set.size else None,
-        "train": {
-            "steps": steps, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "seed": seed,
-            "init": str(init) if init else None, "final_loss_ema": loss_ema, "seconds": round(seconds, 2),
-            "device": str(dev), "num_train": len(train_set),
-        },
-        "metrics": {"split": eval_split, "num_images": len(test_set), **scores},
-    }
-    save_classifier(model, out, info)
-    return info
 
 
 def save_classifier(model: AttributeClassifier, out: str | os.PathLike, info: dict) -> Path:

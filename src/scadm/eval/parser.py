@@ -6,9 +6,9 @@
   the ResNet's stride-8 feature, as in that repository. Nothing is downloaded.
   :class:`BiSeNetParser` wraps it with the repository's preprocessing (512 px, ImageNet
   mean/std) and maps its label order to the official CelebAMask-HQ order.
-- :class:`CompactParser`: a small U-Net trained by ``scadm train-parser`` on any prepared
-  dataset (synthetic faces, custom label sets); its test-split mIoU is the ceiling that
-  generated images can reach.
+- :class:`CompactParser`: a small U-Net trained by ``scadm train-parser``
+  (:mod:`scadm.train.parser`) on any prepared dataset (synthetic faces, custom label sets);
+  its test-split mIoU is the ceiling that generated images can reach.
 
 Both expose ``parse(images in [-1, 1]) -> (B, H, W) ids`` and ``features(images) -> (B, F)``.
 """
@@ -16,11 +16,8 @@ Both expose ``parse(images in [-1, 1]) -> (B, H, W) ids`` and ``features(images)
 from __future__ import annotations
 
 import json
-import math
 import os
-import time
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +33,6 @@ __all__ = [
     "BiSeNetParser",
     "load_bisenet",
     "CompactParser",
-    "train_parser",
     "evaluate_parser",
     "save_compact_parser",
     "load_parser",
@@ -279,12 +275,6 @@ class CompactParser(nn.Module):
         return torch.cat([m.mean(dim=(2, 3)), d1.mean(dim=(2, 3))], 1)
 
 
-def _pick_device(device: str | torch.device | None) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 @torch.no_grad()
 def evaluate_parser(
     parser: nn.Module, loader, num_classes: int, device: torch.device | str = "cpu"
@@ -310,101 +300,6 @@ def save_compact_parser(parser: CompactParser, out: str | os.PathLike, info: dic
     meta = {"kind": "compact-parser", "config": parser.config(), **info}
     (out / "parser.json").write_text(json.dumps(meta, indent=2) + "\n")
     return out
-
-
-def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
-    """1 - soft Dice, averaged over the classes present in the batch's targets."""
-    probs = logits.float().softmax(1)
-    onehot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2).to(probs.dtype)
-    inter = (probs * onehot).sum(dim=(0, 2, 3))
-    denom = probs.sum(dim=(0, 2, 3)) + onehot.sum(dim=(0, 2, 3))
-    dice = 1 - (2 * inter + smooth) / (denom + smooth)
-    present = onehot.sum(dim=(0, 2, 3)) > 0
-    return dice[present].mean()
-
-
-def _infinite(loader):
-    while True:
-        yield from loader
-
-
-def train_parser(
-    data: str | os.PathLike,
-    out: str | os.PathLike,
-    steps: int = 3000,
-    size: int | None = None,
-    batch_size: int = 32,
-    lr: float = 3e-3,
-    weight_decay: float = 1e-4,
-    width: int = 24,
-    seed: int = 0,
-    workers: int = 0,
-    device: str | torch.device | None = None,
-    eval_split: str = "test",
-    progress: Callable[[int, int, float], None] | None = None,
-    dice_weight: float = 1.0,
-) -> dict:
-    """Train a :class:`CompactParser` on the train split of a prepared dataset and score it on ``eval_split``.
-
-    Cross-entropy plus a soft Dice loss (``dice_weight``; it makes small parts such as the nose,
-    mouth or earrings learn early, which is what mIoU rewards), AdamW with a one-cycle cosine schedule, flip augmentation (left/right classes
-    swapped by FaceDataset). Writes ``parser.safetensors`` and ``parser.json`` to ``out`` and
-    returns the JSON content. ``progress(step, steps, loss)`` is called after every step.
-    """
-    from torch.utils.data import DataLoader
-
-    from ..data.dataset import FaceDataset
-
-    if steps < 1:
-        raise ValueError("--steps must be at least 1")
-    dev = _pick_device(device)
-    torch.manual_seed(seed)
-    train_set = FaceDataset(data, "train", size=size, flip=True, with_attributes=False)
-    test_set = FaceDataset(data, eval_split, size=size, flip=False, with_attributes=False)
-    num_classes = train_set.num_classes
-    g = torch.Generator().manual_seed(seed)
-    loader = DataLoader(
-        train_set, batch_size=min(batch_size, len(train_set)), shuffle=True, drop_last=len(train_set) >= batch_size,
-        num_workers=workers, generator=g, persistent_workers=workers > 0,
-    )
-    model = CompactParser(num_classes, width).to(dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
-    start = time.time()
-    it = _infinite(loader)
-    loss_ema = None
-    model.train()
-    for step in range(1, steps + 1):
-        batch = next(it)
-        logits = model(batch["image"].to(dev))
-        target = batch["label"].to(dev)
-        loss = F.cross_entropy(logits, target) + dice_weight * soft_dice_loss(logits, target)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        v = loss.item()
-        if not math.isfinite(v):
-            raise ValueError(f"training diverged at step {step} (loss {v}); lower --lr")
-        loss_ema = v if loss_ema is None else 0.95 * loss_ema + 0.05 * v
-        if progress is not None:
-            progress(step, steps, loss_ema)
-    train_seconds = time.time() - start
-    test_loader = DataLoader(test_set, batch_size=64, shuffle=False, num_workers=workers)
-    scores = evaluate_parser(model, test_loader, num_classes, dev)
-    info = {
-        "label_set": train_set.label_set.to_dict(),
-        "data": str(Path(data)),
-        "size": list(train_set.size) if train_set.size else None,
-        "train": {
-            "steps": steps, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "seed": seed,
-            "dice_weight": dice_weight, "final_loss_ema": loss_ema, "seconds": round(train_seconds, 2), "device": str(dev),
-            "num_train": len(train_set), "parameters": sum(p.numel() for p in model.parameters()),
-        },
-        "metrics": {"split": eval_split, "num_images": len(test_set), **scores},
-    }
-    save_compact_parser(model.cpu(), out, info)
-    return {"kind": "compact-parser", "config": model.config(), **info}
 
 
 def _load_compact(folder: Path) -> CompactParser:

@@ -28,10 +28,10 @@ from ..config import AutoencoderConfig, AutoencoderTrainConfig, to_dict
 from ..diffusion.objective import region_weights
 from ..models.autoencoder import FirstStage, build_autoencoder
 from ..models.discriminator import PatchDiscriminator
-from .common import (
-    LR_DECAYS, Checkpoints, GlobalBatchSampler, TrainLog, lr_factor, make_accelerator, progress_bar, rng_state,
-    sample_generator, set_rng_state,
-)
+from .batches import GlobalBatchSampler, make_accelerator, sample_generator
+from .checkpoints import Checkpoints, rng_state, set_rng_state
+from .log import TrainLog, progress_bar
+from .lr_schedule import LR_DECAYS, lr_factor
 
 
 def frozen_encoder(tc: AutoencoderTrainConfig, step: int) -> bool:

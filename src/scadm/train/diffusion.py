@@ -2,16 +2,16 @@
 
 One process, ``torchrun --nproc_per_node N`` or ``accelerate launch``: the same code. Each
 process takes its slice of every global batch; gradients are averaged by DDP; only the main
-process writes files. See :mod:`scadm.train.common` for the determinism that makes a resumed
+process writes files. See :mod:`scadm.train.batches` for the determinism that makes a resumed
 or multi-process run equal an uninterrupted single-process run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +20,20 @@ import torch.nn.functional as F
 import yaml
 from torch import Tensor, nn
 
+from ..conditioning_modes import get_mode
+from ..conditions import ConditionInputs
 from ..config import Recipe, to_dict
 from ..diffusion import NoiseSchedule, diffusion_loss, region_weights
+from ..diffusion.objective import condition_dropout
 from ..models.autoencoder import FirstStage
 from ..models.conditioning import signed_attributes
-from ..models.ldm import SemanticLDM
-from .common import (
-    EMA, Checkpoints, GlobalBatchSampler, TrainLog, make_accelerator, progress_bar, resolve_path,
-    lr_factor, rng_state, sample_generator, set_rng_state,
-)
+from ..models.ldm import SemanticLDM, export_model
+from .batches import GlobalBatchSampler, make_accelerator, sample_generator
+from .checkpoints import Checkpoints, rng_state, set_rng_state
+from .ema import EMA
+from .log import TrainLog, progress_bar
+from .lr_schedule import lr_factor
+from .paths import resolve_path
 
 
 class _Denoiser(nn.Module):
@@ -38,9 +43,8 @@ class _Denoiser(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, z_t: Tensor, t: Tensor, cond: tuple[Tensor, Tensor | None, Tensor | None]) -> Tensor:
-        mask, style_image, attributes = cond
-        return self.model(z_t, t, self.model.conditions(mask, style_image, attributes))
+    def forward(self, z_t: Tensor, t: Tensor, inputs: ConditionInputs) -> Tensor:
+        return self.model(z_t, t, self.model.conditioner.encode(inputs))
 
 
 def _flip_batch(image: Tensor, label: Tensor, flip: Tensor, perm: Tensor) -> tuple[Tensor, Tensor]:
@@ -99,10 +103,11 @@ def train_diffusion(
     if ae_path is None:
         raise ValueError("no first stage: pass --autoencoder PATH or set training.autoencoder in the config")
     first_stage = FirstStage.from_pretrained(ae_path, cfg.latent_scale if cfg.latent_scale > 0 else 1.0).to(acc.device)
-    needs_attributes = cfg.conditioning.type in ("attributes", "multi", "style+attributes")
-    dataset = FaceDataset(data, split="train", size=tuple(cfg.image_size), flip=False, with_attributes=needs_attributes)
-    if needs_attributes and not dataset.has_attributes:
-        raise ValueError(f"conditioning {cfg.conditioning.type!r} needs attributes, but {data} has no attributes.csv")
+    mode = get_mode(cfg.conditioning.type)
+    dataset = FaceDataset(data, split="train", size=tuple(cfg.image_size), flip=False,
+                          with_attributes=mode.takes_attributes)
+    if mode.takes_attributes and not dataset.has_attributes:
+        raise ValueError(f"conditioning {mode.name!r} needs attributes, but {data} has no attributes.csv")
     if cfg.latent_scale <= 0:  # LDM's scale_by_std: unit-variance latents, fixed for the model's life
         scale = latent_scale_by_std(first_stage, dataset, acc.device)
         cfg = dataclasses.replace(cfg, latent_scale=scale)
@@ -178,17 +183,17 @@ def train_diffusion(
                 else:
                     z0 = first_stage.encode(image)
             mask = F.one_hot(label, cfg.unet.num_classes).permute(0, 3, 1, 2).float()
-            keep_style = (coins[:, 1] >= tc.style_dropout).float()[:, None, None, None]
-            keep_mask = (coins[:, 2] >= tc.mask_dropout).float()[:, None, None, None]
-            attributes = None
-            if needs_attributes:
-                keep_attr = (coins[:, 3] >= tc.attribute_dropout).float()[:, None]
-                attributes = signed_attributes(batch["attributes"].to(acc.device)) * keep_attr
-            cond = (mask * keep_mask, image * keep_style * keep_mask, attributes)
+            inputs = ConditionInputs(
+                mask=mask, image=image if mode.takes_style_image else None,
+                attributes=signed_attributes(batch["attributes"].to(acc.device)) if mode.takes_attributes else None,
+            )
+            cond = condition_dropout(inputs, keep_style=coins[:, 1] >= tc.style_dropout,
+                                     keep_mask=coins[:, 2] >= tc.mask_dropout,
+                                     keep_attributes=coins[:, 3] >= tc.attribute_dropout)
             t = torch.stack([torch.randint(0, schedule.num_train_timesteps, (), generator=g) for g in gens]).to(acc.device)
             noise = torch.stack([torch.randn(z0.shape[1:], generator=g) for g in gens]).to(acc.device)
             pixel_weight = region_weights(mask, z0.shape[2:], tc.region_weight_gamma) if tc.region_weight_gamma else None
-            ctx = acc.no_sync(denoiser) if micro < tc.grad_accum - 1 else _nullcontext()
+            ctx = acc.no_sync(denoiser) if micro < tc.grad_accum - 1 else contextlib.nullcontext()
             with ctx, acc.autocast():
                 loss, info = diffusion_loss(denoiser, z0, cond, schedule, t=t, noise=noise, p2=p2,
                                             pixel_weight=pixel_weight)
@@ -230,14 +235,6 @@ def train_diffusion(
     return {"step": tc.max_steps, "last": last, "run": str(out), "param_checksums": checksums}
 
 
-class _nullcontext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
 def _mean_across(acc, value: float) -> float:
     if acc.num_processes == 1:
         return value
@@ -249,17 +246,6 @@ def _ema_model(model: SemanticLDM, ema: EMA) -> SemanticLDM:
     copy_ = copy.deepcopy(model).eval()
     ema.copy_to(copy_)
     return copy_
-
-
-def export_model(model: SemanticLDM, first_stage: FirstStage, folder: Path) -> None:
-    """A self-contained model folder for the pipeline: config.json, model.safetensors, autoencoder/."""
-    model.save_pretrained(folder)
-    ae = folder / "autoencoder"
-    tmp = folder / ".autoencoder.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    first_stage.save_pretrained(tmp)
-    shutil.rmtree(ae, ignore_errors=True)
-    tmp.replace(ae)
 
 
 @torch.no_grad()
@@ -292,7 +278,7 @@ class _PreviewFaces:
     def __init__(self, data: str | Path, cfg) -> None:
         from ..data import FaceDataset
 
-        attrs = cfg.conditioning.attributes is not None
+        attrs = get_mode(cfg.conditioning.type).takes_attributes
         try:
             ds = FaceDataset(data, split="test", size=tuple(cfg.image_size), flip=False, with_attributes=attrs)
         except (FileNotFoundError, ValueError):
@@ -304,7 +290,7 @@ class _PreviewFaces:
 
     def render(self, model: SemanticLDM, first_stage: FirstStage, path: Path, steps: int) -> None:
         from ..pipeline import SCADMPipeline, SamplingOptions, swap_tokens
-        from ..reports import image_grid
+        from ..grids import image_grid
 
         pipe = SCADMPipeline(model, first_stage, device=first_stage.model.device)
         x, ids = self.images.to(pipe.device), self.labels.to(pipe.device)
