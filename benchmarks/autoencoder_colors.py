@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from scadm.data.synthetic import render_face, synthetic_split_ids
-from scadm.eval.synthetic import Tally, closer, region_means, style_colors
+from scadm.eval.controllability import Tally, closer, region_means, style_colors
 from scadm.models.autoencoder import FirstStage
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from scadm.data.synthetic import render_face, synthetic_split_ids
-from scadm.eval.synthetic import region_means
+from scadm.eval.controllability import region_means
 from scadm.labels import CELEBAMASK_HQ
 from scadm.pipeline import SCADMPipeline
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from scadm.data.dataset import FaceDataset, one_hot
-from scadm.eval.synthetic import style_colors
+from scadm.eval.controllability import style_colors
 from scadm.models.ldm import SemanticLDM
 
 
@@ -36,7 +36,7 @@ def collect(model: SemanticLDM, data: Path, n: int, batch: int = 100) -> tuple[n
             items = [ds[i] for i in range(start, min(start + batch, n, len(ds)))]
             labels = torch.stack([it["label"] for it in items])
             images = torch.stack([it["image"] for it in items])
-            tok = model.conditioner.tokens(one_hot(labels, num_classes), images)  # (B, C, D) concat layout
+            tok = model.conditions(one_hot(labels, num_classes), images).tokens  # (B, C, D) concat layout
             for b, it in enumerate(items):
                 present = set(labels[b].unique().tolist())
                 for c, colour in style_colors(styles[str(it["id"])]).items():

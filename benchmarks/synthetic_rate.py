@@ -20,7 +20,8 @@ import time
 
 import torch
 
-from scadm.data.synthetic import parse_size, render_face
+from scadm.data.layout import parse_size
+from scadm.data.synthetic import render_face
 
 
 def main() -> None:

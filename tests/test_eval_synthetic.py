@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from scadm.eval.synthetic import SyntheticBenchmark, region_means
+from scadm.eval.controllability import SyntheticBenchmark, region_means
 from scadm.labels import CELEBAMASK_HQ
 
 
@@ -87,7 +87,7 @@ def test_perfect_oracle_scores_near_one(reports):
     for key in ("reconstruction_success", "total_swap_success", "partial_swap_success", "partial_swap_preserved",
                 "partial_swap_all_success", "partial_swap_all_preserved", "mixed_success", "interpolation_monotonic"):
         assert r[key] >= 0.97, (key, r[key])
-    # the partial swap is judged on the six parts; the "all" variant on every class
+    # the partial swap is judged on the six parts of SWAP_PARTS; the "all" variant on every class
     assert set(r["partial_swap_per_part"]) == {"skin", "hair", "l_eye", "r_eye", "u_lip", "cloth"}
     assert set(r["partial_swap_all_per_part"]) >= {"l_eye", "r_eye", "hair", "skin", "nose", "l_brow"}
 
@@ -100,7 +100,7 @@ def test_style_blind_model_scores_near_chance(reports):
 
 def test_region_means_match_the_style_colours():
     from scadm.data.synthetic import render_face
-    from scadm.eval.synthetic import style_colors
+    from scadm.eval.controllability import style_colors
 
     f = render_face(1_000_003, size=64)
     means = region_means(f.image, f.label, erode=False)

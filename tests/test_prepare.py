@@ -11,8 +11,7 @@ from PIL import Image
 
 from scadm.data.layout import read_attributes, read_split
 from scadm.data.prepare import celebamask_split, prepare_celebamask_hq, read_id_list
-from scadm.data.synthetic import ATTRIBUTE_NAMES
-from scadm.labels import CELEBAMASK_HQ
+from scadm.labels import ATTRIBUTE_NAMES, CELEBAMASK_HQ
 
 IDS = [0, 1, 2, 3, 28000, 28001]
 IMG, MASK = 96, 48

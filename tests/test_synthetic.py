@@ -8,16 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from scadm.data.layout import parse_size
 from scadm.data.synthetic import (
-    ATTRIBUTE_NAMES,
     TEST_OFFSET,
     SyntheticFace,
-    parse_size,
     render_face,
     synthetic_split_ids,
     write_synthetic_dataset,
 )
-from scadm.labels import CELEBAMASK_HQ
+from scadm.labels import ATTRIBUTE_NAMES, CELEBAMASK_HQ
 
 ALWAYS = ["background", "skin", "nose", "l_eye", "r_eye", "l_brow", "r_brow", "l_ear", "r_ear",
           "mouth", "u_lip", "l_lip", "neck", "cloth"]

@@ -2,7 +2,7 @@
 
 Writes ``OUT/index.html`` (figures with captions, in the paper's style: mask, reference,
 result), the PNGs, and ``OUT/metrics.json`` with quick per-region style success rates
-(the synthetic benchmark of :mod:`scadm.eval.synthetic` on a few faces).
+(the synthetic benchmark of :mod:`scadm.eval.controllability` on a few faces).
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from .config import SamplingOptions
+from .grids import image_grid
 from .pipeline import SCADMPipeline, to_pil
-from .reports import image_grid
 
 FIGURES = [
     ("reconstruction", "Reconstruction (Sec. 4.1): style and mask of the same face."),
@@ -36,7 +37,7 @@ def run_demo(out: str | Path, model: str | Path | None = None, steps: int | None
     from tqdm.auto import tqdm
 
     from .data.synthetic import render_face, synthetic_split_ids
-    from .eval.synthetic import SyntheticBenchmark
+    from .eval.controllability import SyntheticBenchmark
 
     t0 = time.perf_counter()
     out = Path(out)
@@ -44,7 +45,8 @@ def run_demo(out: str | Path, model: str | Path | None = None, steps: int | None
     pipe = SCADMPipeline.from_pretrained(model, device=device)
     size = pipe.image_size
     faces = [render_face(i, size=size) for i in synthetic_split_ids("test", 8)]
-    opts = {"steps": steps, "seed": 0}
+    sampling = SamplingOptions(steps=steps, seed=0)
+    opts = {"sampling": sampling}
     face = lambda i: (faces[i].image, faces[i].label)  # noqa: E731
     real = lambda idx: torch.stack([torch.from_numpy(faces[i].image).permute(2, 0, 1) for i in idx]).float() / 127.5 - 1  # noqa: E731
     ls = pipe.label_set
@@ -82,14 +84,14 @@ def run_demo(out: str | Path, model: str | Path | None = None, steps: int | None
     r = pipe.mix(faces[1].label, face(2), ["hair", "l_eye", "r_eye"], n=4, **opts)
     save("mixed", {"reference": real([2] * 4), "result": r.tensors}, masks=np.stack([faces[1].label] * 4))
 
-    bench = SyntheticBenchmark(pipe, n=metric_faces, seed=0, sampling={"steps": steps})
+    bench = SyntheticBenchmark(pipe, n=metric_faces, seed=0, sampling=sampling)
     metrics = bench.run(protocols=("reconstruction", "total_swap", "partial_swap"))
     bar.update(1)
     bar.close()
-    metrics = {"protocol": f"scadm.eval.synthetic on {metric_faces} held-out synthetic faces "
+    metrics = {"protocol": f"scadm.eval.controllability on {metric_faces} held-out synthetic faces "
                            f"(quick; `scadm eval synthetic` runs the full benchmark)",
                "model": str(model or "bundled synthetic-64"),
-               "steps": steps or pipe.cfg.sampling.steps,
+               "steps": sampling.resolve(pipe.cfg.sampling).steps,
                **{k: v for k, v in metrics.items() if not k.endswith("per_part")},
                "seconds_total": round(time.perf_counter() - t0, 1)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -122,6 +124,6 @@ Rows of each grid: the mask (label colours), the inputs, the result. Faces are h
 (<code>scadm.data.synthetic</code>).</p>
 {sections}
 <h2>Quick metrics</h2><p>Fraction of regions whose generated colour is closer to the style it should have than to
-the alternative (see <code>scadm.eval.synthetic</code>; chance is 0.5).</p><table>{rows}</table>
+the alternative (see <code>scadm.eval.controllability</code>; chance is 0.5).</p><table>{rows}</table>
 </body></html>"""
     path.write_text(page)

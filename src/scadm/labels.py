@@ -1,4 +1,5 @@
-"""Label sets: class names, ids, display colours, left/right pairs and order mappings.
+"""Label sets: class names, ids, display colours, left/right pairs and order mappings;
+and the names of the 40 CelebA attributes (:data:`ATTRIBUTE_NAMES`).
 
 Label ids are what the models see (integer PNGs, one class per pixel); colours are for
 display and for painting masks by hand. The default set is CelebAMask-HQ's 19 classes in
@@ -21,6 +22,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 __all__ = [
+    "ATTRIBUTE_NAMES",
     "LabelSet",
     "CELEBAMASK_HQ",
     "FACE_PARSING_NAMES",
@@ -214,6 +216,20 @@ FACE_PARSING_NAMES = (
 )
 #: parser id -> official id
 FACE_PARSING_TO_OFFICIAL = np.array([_CELEBA_NAMES.index(n) for n in FACE_PARSING_NAMES], dtype=np.int64)
+
+# ---------------------------------------------------------------------------
+# CelebA attributes (the 40 binary attributes of CelebA / CelebAMask-HQ)
+# ---------------------------------------------------------------------------
+#: The 40 CelebA attribute names in the standard order (that of CelebA's and CelebAMask-HQ's annotation files).
+ATTRIBUTE_NAMES: tuple[str, ...] = (
+    "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs",
+    "Big_Lips", "Big_Nose", "Black_Hair", "Blond_Hair", "Blurry", "Brown_Hair", "Bushy_Eyebrows",
+    "Chubby", "Double_Chin", "Eyeglasses", "Goatee", "Gray_Hair", "Heavy_Makeup", "High_Cheekbones",
+    "Male", "Mouth_Slightly_Open", "Mustache", "Narrow_Eyes", "No_Beard", "Oval_Face", "Pale_Skin",
+    "Pointy_Nose", "Receding_Hairline", "Rosy_Cheeks", "Sideburns", "Smiling", "Straight_Hair",
+    "Wavy_Hair", "Wearing_Earrings", "Wearing_Hat", "Wearing_Lipstick", "Wearing_Necklace",
+    "Wearing_Necktie", "Young",
+)
 
 _BUILTIN = {"celebamask-hq": CELEBAMASK_HQ}
 

@@ -10,12 +10,9 @@ from typing import Optional
 import typer
 
 from .common import UserError, console
+from .options import DeviceOpt, ModelOpt, StepsOpt
 
 eval_app = typer.Typer(help="Evaluate a model with the papers' protocols (JSON + markdown + plots).", no_args_is_help=True)
-
-ModelOpt = typer.Option(None, "--model", "-m", help="Model folder (default: the bundled synthetic-64 model).")
-StepsOpt = typer.Option(None, "--steps", help="Sampling steps (default: the model's).")
-DeviceOpt = typer.Option(None, "--device", help="cpu or cuda.")
 
 
 def _command() -> str:
@@ -52,14 +49,15 @@ def synthetic(
     report_dir: Optional[Path] = typer.Option(None, "--report-dir", help="Also write report.md and per_part.png here."),
     device: Optional[str] = DeviceOpt,
 ) -> None:
-    """The synthetic ground-truth benchmark of controllability (see scadm.eval.synthetic)."""
+    """The synthetic ground-truth benchmark of controllability (see scadm.eval.controllability)."""
     import json
 
     from rich.progress import Progress
 
+    from ..config import SamplingOptions
+    from ..eval.controllability import SyntheticBenchmark
     from ..eval.parser import load_parser
     from ..eval.reporting import plot_per_part, synthetic_markdown, write_json
-    from ..eval.synthetic import SyntheticBenchmark
     from ..pipeline import SCADMPipeline
 
     if n < 2:
@@ -71,15 +69,15 @@ def synthetic(
         console.print("[yellow]no parser given and none ships with the model: noise_miou_ratio is skipped[/]")
     with Progress(console=console, transient=True) as prog:
         task = prog.add_task("synthetic benchmark", total=None)
-        bench = SyntheticBenchmark(pipe, n=n, seed=seed, batch_size=batch_size, sampling={"steps": steps},
+        bench = SyntheticBenchmark(pipe, n=n, seed=seed, batch_size=batch_size, sampling=SamplingOptions(steps=steps),
                                    progress=lambda what, k: prog.update(task, description=f"{what}: {k}/{n}"))
         report = bench.run(parser=parser_net)
-    s_cfg = pipe.cfg.sampling
-    nulls = f"{s_cfg.null_condition} null condition"
-    if s_cfg.noise_null != s_cfg.null_condition:
-        nulls += f"; noise-based samples: {s_cfg.noise_null}"
-    report["sampling_desc"] = (f"{s_cfg.sampler}, {steps or s_cfg.steps} steps, eta {s_cfg.eta}, "
-                               f"guidance s = {s_cfg.guidance_scale} ({nulls})")
+    run, noise_run = (SamplingOptions(steps=steps).resolve(pipe.cfg.sampling, noise_based=nb) for nb in (False, True))
+    nulls = f"{run.null_condition} null condition"
+    if noise_run.null_condition != run.null_condition:
+        nulls += f"; noise-based samples: {noise_run.null_condition}"
+    report["sampling_desc"] = (f"{run.sampler}, {run.steps} steps, eta {run.eta}, "
+                               f"guidance s = {run.guidance_scale} ({nulls})")
     report["command"] = _command()
     report["parser"] = _shown(parser_path) if parser_path else None
     summary = {k: v for k, v in report.items() if k.endswith(("_success", "_preserved", "_monotonic", "_ratio"))}
@@ -185,22 +183,23 @@ def _protocol_command(name: str):
         json_out: Optional[Path] = typer.Option(None, "--json"),
         device: Optional[str] = DeviceOpt,
     ) -> None:
+        from ..config import SamplingOptions
         from ..eval import protocols as P
 
         scorer = _scorer(model, data, split, n, parser, inception, lpips_vgg, lpips_lin, device)
-        opts = {"steps": steps}
+        sampling = SamplingOptions(steps=steps, seed=seed)
         work = Path(out)
         if name == "reconstruction":
-            result = P.reconstruction_protocol(scorer, data, work, model, opts, seed, console.print)
+            result = P.reconstruction_protocol(scorer, data, work, model, sampling, console.print)
         elif name in ("swap", "partial-swap"):
-            result = P.swap_protocol(scorer, data, work, model, opts, seed, partial=name == "partial-swap",
+            result = P.swap_protocol(scorer, data, work, model, sampling, partial=name == "partial-swap",
                                      printer=console.print)
         elif name == "noise":
-            result = P.noise_protocol(scorer, data, work, model, opts, [int(s) for s in steps_list.split(",")], seed,
+            result = P.noise_protocol(scorer, data, work, model, sampling, [int(s) for s in steps_list.split(",")],
                                       console.print)
             _plot_noise(result, work)
         else:
-            result = P.diversity_protocol(scorer, model, opts, samples, seed)
+            result = P.diversity_protocol(scorer, model, sampling, samples)
         _finish(result, name, json_out, work)
 
     command.__doc__ = {
@@ -258,6 +257,7 @@ def conditioning(
     device: Optional[str] = DeviceOpt,
 ) -> None:
     """The multi-conditioning paper's Table 4: FID, KID, attribute acc., mask acc., mIoU, LPIPS."""
+    from ..config import SamplingOptions
     from ..eval.classifier import load_classifier
     from ..eval.protocols import conditioning_protocol
 
@@ -265,9 +265,9 @@ def conditioning(
     clf = load_classifier(classifier).eval() if classifier else None
     rows = []
     for e in [float(x) for x in eta.split(",")]:
-        rows.append(conditioning_protocol(scorer, Path(out), model, {"steps": steps}, eta=e, classifier=clf,
-                                          diversity_masks=diversity_masks if e == 1.0 else 0, samples=samples,
-                                          seed=seed, printer=console.print))
+        rows.append(conditioning_protocol(scorer, Path(out), model, SamplingOptions(steps=steps, seed=seed), eta=e,
+                                          classifier=clf, diversity_masks=diversity_masks if e == 1.0 else 0,
+                                          samples=samples, printer=console.print))
     cols = ["condition", "eta", "fid", "kid", "parser_fd", "attribute_accuracy", "mask_accuracy", "miou",
             "lpips_diversity", "pixel_l1_diversity"]
     cols = [c for c in cols if any(c in r for r in rows)]

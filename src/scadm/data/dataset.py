@@ -26,8 +26,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..labels import LabelSet, get_label_set
-from .layout import DatasetLayout, load_image, load_label, load_mask_file
-from .synthetic import parse_size
+from .layout import DatasetLayout, load_image, load_label, load_mask_file, parse_size
 
 __all__ = ["FaceDataset", "one_hot", "load_mask_file", "resize_pair"]
 

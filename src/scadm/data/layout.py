@@ -12,6 +12,7 @@ Every dataset (synthetic, CelebAMask-HQ, a user's folder) is read through one la
 Loading converts what can be converted safely (grayscale, palette, RGBA, 16-bit) with a
 :class:`DataWarning`, and raises one-line errors that name the file and the problem for
 everything else (missing, truncated, corrupt, decompression bomb, bad label ids).
+Image sizes are given as one number or ``HxW`` (:func:`parse_size`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ __all__ = [
     "load_label",
     "load_mask_file",
     "open_image",
+    "parse_size",
     "save_png",
     "write_text_atomic",
 ]
@@ -50,6 +52,27 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 class DataWarning(UserWarning):
     """A data file was converted (alpha dropped, 16-bit scaled, ...); the message names it."""
+
+
+# ---------------------------------------------------------------------------- sizes
+def parse_size(size: int | str | Sequence[int]) -> tuple[int, int]:
+    """64 -> (64, 64); "64x96" -> (64, 96) (H x W); (H, W) -> (H, W)."""
+    if isinstance(size, str):
+        text = size.lower().strip()
+        try:
+            if "x" in text:
+                h, w = (int(t) for t in text.split("x"))
+            else:
+                h = w = int(text)
+        except ValueError:
+            raise ValueError(f"size {size!r} is not understood; give one number (64) or HxW (64x96)") from None
+    elif isinstance(size, (int, np.integer)):
+        h = w = int(size)
+    else:
+        h, w = (int(t) for t in size)
+    if h < 8 or w < 8:
+        raise ValueError(f"size {h}x{w} is too small; use at least 8 px per side (64 or more recommended)")
+    return h, w
 
 
 # ---------------------------------------------------------------------------- reading files

@@ -32,12 +32,12 @@ from .layout import (
     load_image,
     load_mask_file,
     open_image,
+    parse_size,
     save_png,
     write_attributes,
     write_split,
     write_text_atomic,
 )
-from .synthetic import parse_size
 
 __all__ = [
     "prepare_celebamask_hq",

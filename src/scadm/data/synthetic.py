@@ -27,7 +27,7 @@ Conventions
   adds ``direction`` (degrees), ``stripes`` adds ``direction``, ``frequency`` (cycles per
   image height) and ``phase``; ``noise`` adds ``scale`` (cells per image height).
 
-Attributes (the 40 CelebA names, :data:`ATTRIBUTE_NAMES`), derived from the factors:
+Attributes (the 40 CelebA names, :data:`scadm.labels.ATTRIBUTE_NAMES`), derived from the factors:
 
 ==================== ==========================================================
 Eyeglasses           glasses drawn
@@ -69,27 +69,16 @@ from typing import Sequence
 
 import numpy as np
 
-from ..labels import CELEBAMASK_HQ
+from ..labels import ATTRIBUTE_NAMES, CELEBAMASK_HQ
+from .layout import parse_size, save_png, write_attributes, write_split, write_text_atomic
 
 __all__ = [
-    "ATTRIBUTE_NAMES",
     "SyntheticFace",
     "render_face",
-    "parse_size",
     "synthetic_split_ids",
     "write_synthetic_dataset",
     "TEST_OFFSET",
 ]
-
-ATTRIBUTE_NAMES: tuple[str, ...] = (
-    "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs",
-    "Big_Lips", "Big_Nose", "Black_Hair", "Blond_Hair", "Blurry", "Brown_Hair", "Bushy_Eyebrows",
-    "Chubby", "Double_Chin", "Eyeglasses", "Goatee", "Gray_Hair", "Heavy_Makeup", "High_Cheekbones",
-    "Male", "Mouth_Slightly_Open", "Mustache", "Narrow_Eyes", "No_Beard", "Oval_Face", "Pale_Skin",
-    "Pointy_Nose", "Receding_Hairline", "Rosy_Cheeks", "Sideburns", "Smiling", "Straight_Hair",
-    "Wavy_Hair", "Wearing_Earrings", "Wearing_Hat", "Wearing_Lipstick", "Wearing_Necklace",
-    "Wearing_Necktie", "Young",
-)
 
 #: First index of the held-out test split.
 TEST_OFFSET = 1_000_000
@@ -147,26 +136,6 @@ class SyntheticFace:
     attributes: np.ndarray
     styles: dict[str, dict]
     factors: dict = field(default_factory=dict)
-
-
-def parse_size(size: int | str | Sequence[int]) -> tuple[int, int]:
-    """64 -> (64, 64); "64x96" -> (64, 96) (H x W); (H, W) -> (H, W)."""
-    if isinstance(size, str):
-        text = size.lower().strip()
-        try:
-            if "x" in text:
-                h, w = (int(t) for t in text.split("x"))
-            else:
-                h = w = int(text)
-        except ValueError:
-            raise ValueError(f"size {size!r} is not understood; give one number (64) or HxW (64x96)") from None
-    elif isinstance(size, (int, np.integer)):
-        h = w = int(size)
-    else:
-        h, w = (int(t) for t in size)
-    if h < 8 or w < 8:
-        raise ValueError(f"size {h}x{w} is too small; use at least 8 px per side (64 or more recommended)")
-    return h, w
 
 
 @lru_cache(maxsize=8)
@@ -533,8 +502,6 @@ def write_synthetic_dataset(
     byte-identical files. A non-empty ``out`` is refused unless it is a synth output of the
     same arguments, in which case finished images are kept (resume).
     """
-    from .layout import save_png, write_attributes, write_split, write_text_atomic
-
     out = Path(out)
     hw = parse_size(size)
     if n < 1:

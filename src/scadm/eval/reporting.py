@@ -7,7 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-THRESHOLDS = {  # the bundled model's targets (training issue / evaluation issue)
+#: Target rates for the bundled model; the markdown report marks each as met or NOT met.
+THRESHOLDS = {
     "reconstruction_success": 0.95,
     "partial_swap_success": 0.90,
     "partial_swap_preserved": 0.90,
@@ -36,7 +37,7 @@ def synthetic_markdown(report: dict, command: str) -> str:
         f"Protocol: {report['n']} held-out synthetic test faces (indices 1,000,000 + k), target = face k, "
         "reference = face k + 1; a region succeeds when the mean colour of the generated image inside it "
         "(one-pixel erosion) is closer in RGB to the style it should have than to the alternative "
-        "(see `scadm.eval.synthetic`). Chance is 0.5. "
+        "(see `scadm.eval.controllability`). Chance is 0.5. "
         f"Sampling: {report.get('sampling_desc', report.get('sampling'))}.",
         "",
         "| metric | value | target |",

@@ -12,7 +12,7 @@ Protocols (pairs: target = face i, reference = face i + 1 of the test split):
 
 reconstruction_success   own style vs a random other face's style for that region
 total_swap_success       reference's style vs the target's, for regions present in both
-partial_swap_success     one part p swapped, p cycling over the training issue's parts
+partial_swap_success     one part p swapped, p cycling over the parts of SWAP_PARTS
                          {skin, hair, l_eye, r_eye, u_lip, cloth} present in both faces (each eye
                          alone): p ends closer to the reference than to the target
 partial_swap_preserved   in the same images, every other region present in both faces stays
@@ -33,6 +33,7 @@ reconstruction and mixing, about 0 on swaps (it keeps the target's colours) and 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -43,10 +44,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..config import SamplingOptions
 from ..labels import CELEBAMASK_HQ
 
 MIX_PARTS = ("hair", "l_eye", "u_lip", "cloth")
-#: the parts the partial swap is judged on (the training issue's list)
+#: the parts partial_swap_success / partial_swap_preserved cycle over (partial_swap_all_* uses every class)
 SWAP_PARTS = ("skin", "hair", "l_eye", "r_eye", "u_lip", "cloth")
 ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -114,12 +116,12 @@ class SyntheticBenchmark:
     :class:`~scadm.pipeline.SCADMPipeline`, or a test double) on n held-out faces."""
 
     def __init__(self, pipe: Any, n: int = 200, seed: int = 0, size: tuple[int, int] | None = None,
-                 batch_size: int = 16, sampling: dict | None = None, progress: Callable[[str, int], None] | None = None,
+                 batch_size: int = 16, sampling: SamplingOptions | None = None, progress: Callable[[str, int], None] | None = None,
                  face_seed: int = 0) -> None:
         from ..data.synthetic import render_face, synthetic_split_ids
 
         self.pipe, self.n, self.seed, self.batch_size = pipe, n, seed, batch_size
-        self.sampling = dict(sampling or {})
+        self.sampling = sampling or SamplingOptions()  # its seed is replaced by the protocol's seeds
         size = size or tuple(pipe.image_size)
         ids = synthetic_split_ids("test", n + 1)
         self.faces = [render_face(i, seed=face_seed, size=size) for i in ids]
@@ -158,7 +160,8 @@ class SyntheticBenchmark:
     def reconstruction(self) -> Tally:
         idx = list(range(self.n))
         gens = self._batches(idx, lambda b: self._arrays(self.pipe.reconstruct(
-            [self.faces[i].image for i in b], [self.faces[i].label for i in b], seed=self.seed + b[0], **self.sampling)),
+            [self.faces[i].image for i in b], [self.faces[i].label for i in b], sampling=self.sampling,
+            seed=self.seed + b[0])),
             "reconstruction")
         tally = Tally()
         for i, g in zip(idx, gens):
@@ -171,7 +174,8 @@ class SyntheticBenchmark:
     def total_swap(self) -> Tally:
         idx = list(range(self.n))
         gens = self._batches(idx, lambda b: self._arrays(self.pipe.swap(
-            [self._face(i) for i in b], [self._face(i + 1) for i in b], None, seed=self.seed + b[0], **self.sampling)),
+            [self._face(i) for i in b], [self._face(i + 1) for i in b], None, sampling=self.sampling,
+            seed=self.seed + b[0])),
             "total swap")
         tally = Tally()
         for i, g in zip(idx, gens):
@@ -200,7 +204,7 @@ class SyntheticBenchmark:
 
         gens = self._batches(idx, lambda b: self._arrays(self.pipe.swap(
             [self._face(i) for i in b], [self._face(i + 1) for i in b], [[parts[i]] for i in b],
-            seed=self.seed + b[0], **self.sampling)), "partial swap" + (" (all)" if among is None else ""))
+            sampling=self.sampling, seed=self.seed + b[0])), "partial swap" + (" (all)" if among is None else ""))
         swapped, preserved = Tally(), Tally()
         for i, g in zip(idx, gens):
             means = region_means(g, self.faces[i].label)
@@ -218,7 +222,7 @@ class SyntheticBenchmark:
 
         gens = self._batches(idx, lambda b: self._arrays(self.pipe.mix(
             np.stack([self.faces[i].label for i in b]), [self._face(i + 1) for i in b], list(MIX_PARTS),
-            seed=self.seed + b[0], **self.sampling)), "mixed")
+            sampling=self.sampling, seed=self.seed + b[0])), "mixed")
         tally = Tally()
         for i, g in zip(idx, gens):
             means = region_means(g, self.faces[i].label)
@@ -237,7 +241,7 @@ class SyntheticBenchmark:
             out = []
             for i in b:
                 r = self.pipe.interpolate(self._face(i), self._face(i + 1), [parts[i]], alphas=ALPHAS,
-                                          seed=self.seed + i, **self.sampling)
+                                          sampling=self.sampling, seed=self.seed + i)
                 out.append(np.stack(self._arrays(r)))
             return out
 
@@ -260,7 +264,8 @@ class SyntheticBenchmark:
 
         idx = list(range(self.n))
         gens = self._batches(idx, lambda b: self._arrays(self.pipe.generate(
-            np.stack([self.faces[i].label for i in b]), n=len(b), seed=self.seed + b[0], **self.sampling)), "noise-based")
+            np.stack([self.faces[i].label for i in b]), n=len(b), sampling=self.sampling,
+            seed=self.seed + b[0])), "noise-based")
         fake, real = ConfusionMatrix(CELEBAMASK_HQ.num_classes), ConfusionMatrix(CELEBAMASK_HQ.num_classes)
         with torch.no_grad():
             for lo in range(0, self.n, 32):
@@ -282,7 +287,8 @@ class SyntheticBenchmark:
     def run(self, parser=None, protocols: Sequence[str] | None = None) -> dict[str, Any]:
         protocols = list(protocols or ("reconstruction", "total_swap", "partial_swap", "partial_swap_all", "mixed",
                                        "interpolation", "noise"))
-        report: dict[str, Any] = {"n": self.n, "sampling": self.sampling, "seed": self.seed}
+        sampling = {k: v for k, v in dataclasses.asdict(self.sampling).items() if k not in ("seed", "progress")}
+        report: dict[str, Any] = {"n": self.n, "sampling": sampling, "seed": self.seed}
         if "reconstruction" in protocols:
             t = self.reconstruction()
             report.update(reconstruction_success=t.rate, reconstruction_per_part=t.breakdown())
