@@ -15,7 +15,8 @@ from scadm.models.ldm import SemanticLDM, count_parameters
 from scadm.models.style_encoder import MultiResolutionStyleEncoder
 from scadm.models.unet import SemanticUNet
 from scadm.nn.attention import STRATEGIES, BasicTransformerBlock
-from scadm.nn.resblocks import SPADE, resize_mask
+from scadm.nn.masks import resize_mask
+from scadm.nn.resblocks import SPADE
 
 
 def random_mask(b: int, c: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
@@ -153,7 +154,8 @@ def test_changing_class_tokens_changes_output_only_at_that_class(layout):
         for block in blocks:
             h, w = 8 // block.ds, 8 // block.ds
             x = torch.randn(1, h * w, block.attn2.to_q.in_features)
-            out = [block.strategy.forward(block.attn2, x, block.prepare(tk, mask, (h, w), unet.token_classes))
+            m = resize_mask(mask, (h, w))  # layers take the mask at their own size
+            out = [block.strategy.forward(block.attn2, x, block.prepare(tk, m, (h, w), unet.token_classes))
                    for tk in (tokens, edited)]
             changed = (out[0] - out[1]).abs().amax(-1)[0] > 1e-6  # (P,)
             where_j = F.interpolate(mask, size=(h, w), mode="nearest")[0, j].flatten() > 0
@@ -175,8 +177,9 @@ def test_gather_equals_attention():
                 torch.nn.init.normal_(p, std=0.5)
             h = w = 8 // block.ds
             x = torch.randn(2, h * w, block.attn2.to_q.in_features) * 4
-            a = attention.forward(block.attn2, x, attention.prepare(block.attn2, tokens, mask, (h, w), unet.token_classes))
-            g = gather.forward(block.attn2, x, gather.prepare(block.attn2, tokens, mask, (h, w), unet.token_classes))
+            m = resize_mask(mask, (h, w))
+            a = attention.forward(block.attn2, x, attention.prepare(block.attn2, tokens, m, (h, w), unet.token_classes))
+            g = gather.forward(block.attn2, x, gather.prepare(block.attn2, tokens, m, (h, w), unet.token_classes))
             assert (a - g).abs().max().item() <= 1e-5
 
 
@@ -220,12 +223,32 @@ def test_area_resize_gives_class_fractions_and_keeps_thin_parts():
     area = resize_mask(mask, (8, 8), "area")
     assert torch.allclose(area.sum(1), torch.ones(1, 8, 8))
     assert area[0, 11].sum().item() == pytest.approx(24 / 16)  # 24 pixels, 16 per cell
-    with pytest.raises(ValueError, match="nearest or area"):
+    with pytest.raises(ValueError, match="one of nearest, area"):
         resize_mask(mask, (8, 8), "bilinear")
     with pytest.raises(ValueError, match="unet.mask_resize"):
         load_config({"unet": {"mask_resize": "bilinear"}})
     with pytest.raises(ValueError, match="style_encoder.mask_resize"):
         load_config({"conditioning": {"style_encoder": {"mask_resize": "bilinear"}}})
+
+
+def test_layers_take_the_mask_at_their_size_and_refuse_any_other():
+    """The mask is resized once (MaskPyramid); SPADE and the masked attention never resize it themselves."""
+    torch.manual_seed(0)
+    unet = SemanticUNet(area_cfg(masked_impl="attention").unet)
+    mask = thin_part_mask()
+    block = masked_blocks(unet)[0]
+    h = w = 8 // block.ds
+    tokens = torch.randn(1, 19, 32)
+    with pytest.raises(ValueError, match="cross-attention got a mask of \\(32, 32\\) for features of \\(8, 8\\)"):
+        block.prepare(tokens, mask, (h, w), unet.token_classes)
+    spade = SPADE(32, 19, hidden=16)
+    with pytest.raises(ValueError, match="SPADE got a mask"):
+        spade.prepare(mask, (8, 8))
+    # through the UNet the mask arrives resized with its own mask_resize mode (area here), not nearest
+    prepared = unet.prepare(Conditions(mask=mask, tokens=tokens), (8, 8))[block.cache_key]
+    area = block.prepare(tokens, resize_mask(mask, (h, w), "area"), (h, w), unet.token_classes)
+    nearest = block.prepare(tokens, resize_mask(mask, (h, w), "nearest"), (h, w), unet.token_classes)
+    assert torch.equal(prepared["log_m"], area["log_m"]) and not torch.equal(prepared["log_m"], nearest["log_m"])
 
 
 @pytest.mark.parametrize("mode", ["nearest", "area"])
@@ -306,7 +329,7 @@ def test_spade_is_groupnorm_without_affine_then_scale_shift():
     for p in spade.parameters():
         torch.nn.init.normal_(p, std=0.1)
     x, mask = torch.randn(2, 32, 8, 8), random_mask(2, 19, 32, 32)
-    gamma, beta = spade.prepare(mask, (8, 8))
+    gamma, beta = spade.prepare(resize_mask(mask, (8, 8)), (8, 8))
     expected = F.group_norm(x, 32, eps=1e-5) * (1 + gamma) + beta
     assert torch.allclose(spade(x, (gamma, beta)), expected, atol=1e-5)
     assert not any(p.requires_grad for p in spade.norm.parameters())  # GroupNorm without affine

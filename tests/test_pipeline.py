@@ -156,3 +156,52 @@ def test_clip_x0_option_changes_sampling_only_when_set(pipe, tiny_faces):
     assert torch.equal(plain, pipe.reconstruct(i0, m0, seed=1, clip_x0=None, **FAST).tensors)
     clipped = pipe.reconstruct(i0, m0, seed=1, clip_x0=0.01, **FAST).tensors
     assert not torch.allclose(plain, clipped)
+
+
+def test_sampling_options_resolve_each_default_once():
+    from scadm.config import SamplingConfig, SamplingOptions
+
+    model = SamplingConfig(sampler="ddim", steps=50, eta=0.0, guidance_scale=1.2, null_condition="style",
+                           noise_null_condition="full", clip_x0=None)
+    run = SamplingOptions().resolve(model)
+    assert (run.sampler, run.steps, run.guidance_scale, run.null_condition) == ("ddim", 50, 1.2, "style")
+    assert SamplingOptions().resolve(model, noise_based=True).null_condition == "full"
+    run = SamplingOptions(steps=3, guidance_scale=0.0, null_condition="style").resolve(model, noise_based=True)
+    assert (run.steps, run.guidance_scale, run.null_condition) == (3, 0.0, "style")
+    for bad, match in ((dict(steps=0), "steps"), (dict(guidance_scale=float("nan")), "guidance_scale"),
+                       (dict(eta=float("inf")), "eta"), (dict(null_condition="zero"), "null_condition")):
+        with pytest.raises(ValueError, match=match):
+            SamplingOptions(**bad).resolve(model)
+
+
+def test_guidance_is_decided_once_from_the_options_and_the_mode(pipe, tiny_faces):
+    (i0, m0, _), = tiny_faces[:1]
+    assert pipe.reconstruct(i0, m0, guidance_scale=0.7, **FAST).info["guidance_scale"] == 0.7
+    # noise-based with the "style" null: the condition is its own null, nothing to guide
+    assert pipe.generate(m0, null_condition="style", guidance_scale=0.7, **FAST).info["guidance_scale"] == 0.0
+    assert pipe.generate(m0, null_condition="full", guidance_scale=0.7, **FAST).info["guidance_scale"] == 0.7
+    with pytest.raises(ValueError, match="unknown sampling option"):
+        pipe.reconstruct(i0, m0, guidance=2.0)
+
+
+def test_cli_sampling_flags_reach_the_sampler_as_one_options_object(run_cli, tiny_model, tiny_faces, tmp_path,
+                                                                    monkeypatch):
+    from scadm.config import SamplingOptions
+    from scadm.pipeline import SCADMPipeline
+
+    seen = []
+    original = SCADMPipeline.generate_from_conditions
+
+    def spy(self, ids, cond, options=None, **kw):
+        seen.append(options)
+        return original(self, ids, cond, options, **kw)
+
+    monkeypatch.setattr(SCADMPipeline, "generate_from_conditions", spy)
+    (i0, m0, _), = tiny_faces[:1]
+    r = run_cli("edit", "reconstruct", "--image", i0, "--mask", m0, "--out", tmp_path / "r.png", "--model", tiny_model,
+                "--steps", 2, "--guidance-scale", 0.7, "--null-condition", "full", "--sampler", "ddim", "--seed", 5)
+    assert r.code == 0, r.err
+    assert seen == [SamplingOptions(sampler="ddim", steps=2, guidance_scale=0.7, null_condition="full", seed=5,
+                                    progress=True)]
+    r = run_cli("edit", "generate", "--mask", m0, "--out", tmp_path / "g.png", "--model", tiny_model, "--steps", 0)
+    assert r.code == 1 and "steps must be a whole number >= 1" in r.err

@@ -13,7 +13,21 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["Conditions", "cat_conditions", "index_conditions"]
+__all__ = ["ConditionInputs", "Conditions", "cat_conditions", "index_conditions"]
+
+
+@dataclass
+class ConditionInputs:
+    """The raw inputs of a condition encoder, before encoding (what training's condition dropout acts on).
+
+    mask:       (B, C, H, W) one-hot semantic mask at image resolution.
+    image:      (B, 3, H, W) style image in [-1, 1], or None (the empty style).
+    attributes: (B, A) signed attributes (+1 / -1, 0 = unknown), or None (the null attributes).
+    """
+
+    mask: Tensor
+    image: Tensor | None = None
+    attributes: Tensor | None = None
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,14 +19,14 @@ from typing import Any
 
 import yaml
 
+from .conditioning_modes import MODES, NULL_CONDITIONS, get_mode
 from .diffusion.schedule import ScheduleConfig
+from .nn.masks import MASK_RESIZE
 
 SCHEMA_VERSION = 1
-#: how a full-resolution one-hot mask is brought to a feature map's size (see nn.resblocks.resize_mask)
-MASK_RESIZE = ("nearest", "area")
 
 __all__ = [
-    "SCHEMA_VERSION", "AutoencoderConfig", "AttributeEncoderConfig", "MaskEncoderConfig", "CONDITIONING_TYPES", "UNetConfig", "StyleEncoderConfig", "ConditioningConfig", "SamplingConfig",
+    "SCHEMA_VERSION", "AutoencoderConfig", "AttributeEncoderConfig", "MaskEncoderConfig", "UNetConfig", "StyleEncoderConfig", "ConditioningConfig", "SamplingConfig", "SamplingOptions",
     "ModelConfig", "TrainConfig", "AutoencoderTrainConfig", "Recipe", "load_config", "load_recipe", "list_presets", "from_dict", "to_dict",
 ]
 
@@ -33,6 +34,16 @@ __all__ = [
 # ---------------------------------------------------------------------------
 # Sections
 # ---------------------------------------------------------------------------
+#: unet.cross_attention: "masked" (SCA-DM Eq. 8), "plain" (ordinary cross-attention), "none"
+CROSS_ATTENTION = ("masked", "plain", "none")
+
+
+def _check_choice(where: str, value: Any, options: tuple) -> None:
+    if value not in options:
+        names = ", ".join("empty" if o is None else str(o) for o in options)
+        raise ValueError(f"{where} must be one of {names}; got {value!r}")
+
+
 @dataclass
 class UNetConfig:
     """The denoiser eps(z_t, t, cond). Defaults = the released SCA-DM UNet (paper-256)."""
@@ -119,24 +130,14 @@ class MaskEncoderConfig:
     dim: int = 512
 
 
-#: conditioning types and the encoders each needs
-CONDITIONING_TYPES = {
-    "style": ("style_encoder",),
-    "style+attributes": ("style_encoder", "attributes"),
-    "attributes": ("attributes",),
-    "mask_tokens": ("mask_encoder",),
-    "multi": ("attributes", "mask_encoder"),
-    "none": (),
-}
-
-
 @dataclass
 class ConditioningConfig:
     """Which condition encoder feeds the UNet (a swappable strategy).
 
-    type: "style" (SCA-DM), "style+attributes" (SCA-DM with a global attribute token),
-    "attributes" (`a`), "mask_tokens" (`m` / `m_np`), "multi" (`mc` = attribute token + m_np tokens),
-    "none" (unconditional, or SPADE-only when the UNet has SPADE).
+    type: a registered conditioning mode (see :mod:`scadm.conditioning_modes`): "style" (SCA-DM),
+    "style+attributes" (SCA-DM with a global attribute token), "attributes" (`a`), "mask_tokens"
+    (`m` / `m_np`), "multi" (`mc` = attribute token + m_np tokens), "none" (unconditional, or
+    SPADE-only when the UNet has SPADE). Each mode names the sections below that it needs.
     """
 
     type: str = "style"
@@ -167,6 +168,52 @@ class SamplingConfig:
     def noise_null(self) -> str:
         """The null condition noise-based generation uses by default."""
         return self.noise_null_condition or self.null_condition
+
+
+@dataclass
+class SamplingOptions:
+    """The sampling settings of one call, the one form they take from the CLI (or the Python API, or
+    an evaluation protocol) to the sampler. None means the model's default (its
+    :class:`SamplingConfig`); :meth:`resolve` applies those defaults, once.
+    """
+
+    sampler: str | None = None
+    steps: int | None = None
+    eta: float | None = None
+    guidance_scale: float | None = None
+    #: overrides both the model's null_condition and its noise_null_condition
+    null_condition: str | None = None
+    clip_x0: float | None = None
+    #: image i uses seed + i (or seeds[i] when a sequence)
+    seed: int | tuple[int, ...] | list[int] = 0
+    progress: bool = False
+
+    def resolve(self, defaults: SamplingConfig, noise_based: bool = False) -> SamplingConfig:
+        """Every setting decided: this call's value, else the model's default. `noise_based`: the
+        null condition defaults to the model's noise-based one."""
+        default_null = defaults.noise_null if noise_based else defaults.null_condition
+        out = dataclasses.replace(
+            defaults,
+            **{f.name: getattr(self, f.name) for f in dataclasses.fields(SamplingConfig)
+               if getattr(self, f.name, None) is not None},
+        )
+        out.null_condition = self.null_condition or default_null
+        out.noise_null_condition = None
+        _check_choice("null_condition", out.null_condition, NULL_CONDITIONS)
+        if not isinstance(out.steps, int) or out.steps < 1:
+            raise ValueError(f"steps must be a whole number >= 1, got {out.steps!r}")
+        for name in ("eta", "guidance_scale"):
+            value = getattr(out, name)
+            if not math.isfinite(value) or value < 0 or value > 1e4:
+                raise ValueError(f"{name} must be a finite number in [0, 1e4], got {value!r}")
+        return out
+
+    def seeds(self, batch: int) -> list[int]:
+        """The seed of each of `batch` images."""
+        seeds = [self.seed + i for i in range(batch)] if isinstance(self.seed, int) else [int(s) for s in self.seed]
+        if len(seeds) != batch:
+            raise ValueError(f"got {len(seeds)} seeds for {batch} images")
+        return seeds
 
 
 @dataclass
@@ -225,14 +272,19 @@ class ModelConfig:
                 f"config schema_version {self.schema_version} is newer than this scadm understands "
                 f"({SCHEMA_VERSION}); upgrade scadm"
             )
-        if u.cross_attention not in ("masked", "plain", "none"):
-            raise ValueError(f"unet.cross_attention must be masked, plain or none, not {u.cross_attention!r}")
-        if u.masked_impl not in ("auto", "gather", "attention"):
-            raise ValueError(f"unet.masked_impl must be auto, gather or attention, not {u.masked_impl!r}")
+        for where, value, options in (
+            ("unet.cross_attention", u.cross_attention, CROSS_ATTENTION),
+            ("unet.masked_impl", u.masked_impl, ("auto", "gather", "attention")),
+            ("unet.mask_resize", u.mask_resize, MASK_RESIZE),
+            ("conditioning.type", self.conditioning.type, tuple(MODES)),
+            ("sampling.null_condition", self.sampling.null_condition, NULL_CONDITIONS),
+            ("sampling.noise_null_condition", self.sampling.noise_null_condition, (None, *NULL_CONDITIONS)),
+        ):
+            _check_choice(where, value, options)
+        if self.conditioning.style_encoder is not None:
+            _check_choice("conditioning.style_encoder.mask_resize", self.conditioning.style_encoder.mask_resize, MASK_RESIZE)
         if u.masked_impl == "gather" and (u.tokens_per_class != 1 or u.global_tokens):
             raise ValueError("unet.masked_impl 'gather' needs exactly one token per class and no global tokens")
-        if u.mask_resize not in MASK_RESIZE:
-            raise ValueError(f"unet.mask_resize must be nearest or area, not {u.mask_resize!r}")
         for part in (*u.spade_parts, *u.transformer_parts):
             if part not in ("encoder", "middle", "decoder"):
                 raise ValueError(f"unknown UNet part {part!r}; expected encoder, middle or decoder")
@@ -244,53 +296,7 @@ class ModelConfig:
             raise ValueError(
                 f"latent size {h}x{w} must be divisible by 2**{levels} for a UNet with {levels + 1} levels"
             )
-        c = self.conditioning
-        if c.type not in CONDITIONING_TYPES:
-            raise ValueError(f"conditioning.type must be one of {', '.join(CONDITIONING_TYPES)}; got {c.type!r}")
-        for section in CONDITIONING_TYPES[c.type]:
-            if getattr(c, section) is None:
-                raise ValueError(f"conditioning.type {c.type!r} needs a conditioning.{section} section")
-        if c.mask_encoder is not None and c.mask_encoder.variant not in ("m", "m_np"):
-            raise ValueError(f"mask_encoder.variant must be 'm' or 'm_np', not {c.mask_encoder.variant!r}")
-        if c.type in ("attributes", "mask_tokens", "multi"):
-            dims = {getattr(c, s).dim for s in CONDITIONING_TYPES[c.type]}
-            if dims != {u.context_dim} or u.cross_attention == "none":
-                raise ValueError(
-                    f"conditioning {c.type!r} gives tokens of size {sorted(dims)}: set unet.context_dim to it and "
-                    "unet.cross_attention to 'plain'"
-                )
-        if c.type == "style+attributes":
-            s = c.style_encoder
-            token = s.levels * s.style_dim if s.layout == "concat" else s.style_dim
-            if c.attributes.dim != token or u.global_tokens != 1:
-                raise ValueError(
-                    f"style+attributes: set conditioning.attributes.dim to the style token size {token} "
-                    "and unet.global_tokens to 1 (the attribute token every pixel attends to)"
-                )
-        if c.type in ("style", "style+attributes"):
-            if c.style_encoder is None:
-                raise ValueError("conditioning.type 'style' needs a conditioning.style_encoder section")
-            s = c.style_encoder
-            if s.mask_resize not in MASK_RESIZE:
-                raise ValueError(f"style_encoder.mask_resize must be nearest or area, not {s.mask_resize!r}")
-            if s.layout not in ("concat", "per_scale"):
-                raise ValueError(f"style_encoder.layout must be concat or per_scale, not {s.layout!r}")
-            if s.num_levels > s.num_down:
-                raise ValueError("style_encoder.num_levels cannot exceed num_down")
-            want_tpc, want_dim = (1, s.levels * s.style_dim) if s.layout == "concat" else (s.levels, s.style_dim)
-            if (u.tokens_per_class, u.context_dim) != (want_tpc, want_dim):
-                raise ValueError(
-                    f"style layout {s.layout!r} gives {want_tpc} token(s) per class of size {want_dim}; "
-                    f"set unet.tokens_per_class={want_tpc} and unet.context_dim={want_dim}"
-                )
-            if s.num_classes != u.num_classes:
-                raise ValueError("style_encoder.num_classes must equal unet.num_classes")
-        if c.type == "none" and u.cross_attention != "none":
-            raise ValueError("conditioning.type 'none' has no tokens: set unet.cross_attention to 'none'")
-        if self.sampling.null_condition not in ("style", "full"):
-            raise ValueError("sampling.null_condition must be 'style' or 'full'")
-        if self.sampling.noise_null_condition not in (None, "style", "full"):
-            raise ValueError("sampling.noise_null_condition must be 'style', 'full' or empty (= null_condition)")
+        get_mode(self.conditioning.type).validate(self)
         return self
 
 

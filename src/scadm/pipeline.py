@@ -22,6 +22,7 @@ uses ``seed + i`` (or ``seeds[i]``), so a batch gives the same images as one-by-
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,9 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
+from .conditioning_modes import ConditioningMode
 from .conditions import Conditions
+from .config import SamplingOptions
 from .diffusion import ClassifierFreeGuidance, NoiseSchedule, sample
 from .labels import LabelSet
 from .models.autoencoder import FirstStage
@@ -67,20 +70,6 @@ class Face:
 
     image: ImageLike
     mask: MaskLike
-
-
-@dataclass
-class SamplingOptions:
-    """Sampler settings; None means the model config's default."""
-
-    sampler: str | None = None
-    steps: int | None = None
-    eta: float | None = None
-    guidance_scale: float | None = None
-    null_condition: str | None = None
-    clip_x0: float | None = None
-    seed: int | Sequence[int] = 0
-    progress: bool = False
 
 
 @dataclass
@@ -124,6 +113,18 @@ def swap_tokens(target: Tensor, reference: Tensor, classes: Iterable[int] | Sequ
     else:
         rows = class_rows(token_classes, classes).expand(target.shape[0], -1)
     return torch.where(rows[..., None], reference, target)
+
+
+def _sampling(sampling: SamplingOptions | None, overrides: dict[str, Any]) -> SamplingOptions:
+    """The call's SamplingOptions: `sampling` (or the defaults) with keyword overrides applied."""
+    base = sampling or SamplingOptions()
+    if not overrides:
+        return base
+    names = {f.name for f in dataclasses.fields(SamplingOptions)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ValueError(f"unknown sampling option(s) {unknown}; valid: {sorted(names)}")
+    return dataclasses.replace(base, **overrides)
 
 
 def _per_image(classes: Any) -> bool:
@@ -280,49 +281,62 @@ class SCADMPipeline:
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
     def generate_from_tokens(self, ids: Tensor, tokens: Tensor | None, options: SamplingOptions | None = None,
-                             guided: bool = True) -> EditResult:
+                             *, style_image: bool = True, attributes: bool = False,
+                             noise_based: bool = False) -> EditResult:
         """Sample images for generation masks `ids` (B, H, W) and style `tokens` (B, N, D)."""
-        return self.generate_from_conditions(ids, Conditions(mask=self.one_hot(ids), tokens=tokens), options, guided)
+        return self.generate_from_conditions(ids, Conditions(mask=self.one_hot(ids), tokens=tokens), options,
+                                             style_image=style_image, attributes=attributes, noise_based=noise_based)
 
     @torch.no_grad()
     def generate_from_conditions(self, ids: Tensor, cond: Conditions, options: SamplingOptions | None = None,
-                                 guided: bool = True) -> EditResult:
-        """Sample images for masks `ids` (B, H, W) and encoded conditions (guided against the model's null condition)."""
+                                 *, style_image: bool = True, attributes: bool = False,
+                                 noise_based: bool = False) -> EditResult:
+        """Sample images for masks `ids` (B, H, W) and encoded conditions, guided against the null condition.
+
+        `style_image` / `attributes`: whether `cond` was encoded from a style image / from attributes
+        (when neither, it may be its own null, and guidance is skipped: see
+        :meth:`ConditioningMode.is_own_null`); `noise_based`: the null condition defaults to the
+        model's noise-based one.
+        """
         o = options or SamplingOptions()
-        s_cfg = self.cfg.sampling
-        s = s_cfg.guidance_scale if o.guidance_scale is None else o.guidance_scale
-        null_mode = o.null_condition or s_cfg.null_condition
+        run = o.resolve(self.cfg.sampling, noise_based=noise_based)
+        own_null = self.mode.is_own_null(run.null_condition, style_image=style_image, attributes=attributes)
+        s = 0.0 if own_null else run.guidance_scale
         b = ids.shape[0]
-        seeds = [o.seed + i for i in range(b)] if isinstance(o.seed, int) else list(o.seed)
-        if len(seeds) != b:
-            raise ValueError(f"got {len(seeds)} seeds for {b} images")
+        seeds = o.seeds(b)
         latent = self.cfg.latent_size
-        model_fn = self.model.unet
         prepared = self.model.prepare(cond, latent)
-        if guided and s != 0:
-            null = self.model.prepare(self.model.conditioner.null(cond.mask, null_mode), latent)
-            model_fn = ClassifierFreeGuidance(model_fn, null, s)
+
+        def null(_: Any) -> Any:  # built only when guided (s != 0)
+            return self.model.prepare(self.model.conditioner.null(cond.mask, run.null_condition), latent)
+
+        model_fn = ClassifierFreeGuidance(self.model.unet, null, s)
         gens = [torch.Generator(self.device).manual_seed(int(x)) for x in seeds]
-        sampler = o.sampler or s_cfg.sampler
-        clip = o.clip_x0 if o.clip_x0 is not None else s_cfg.clip_x0
-        extra = {"clip_sample": True, "clip_sample_range": float(clip)} if clip and sampler in ("ddim", "ddpm") else None
+        clip = run.clip_x0
+        extra = {"clip_sample": True, "clip_sample_range": float(clip)} if clip and run.sampler in ("ddim", "ddpm") else None
         z = sample(
             model_fn, (b, self.cfg.latent_channels, *latent), prepared, self.schedule,
-            sampler=sampler, steps=o.steps or s_cfg.steps, eta=s_cfg.eta if o.eta is None else o.eta,
+            sampler=run.sampler, steps=run.steps, eta=run.eta,
             generator=gens, device=self.device, progress=o.progress, scheduler_kwargs=extra,
         )
         x = self.first_stage.decode(z).clamp(-1, 1)
         return EditResult(to_pil(x), x, [m.cpu().numpy().astype(np.uint8) for m in ids],
-                          {"seeds": seeds, "guidance_scale": s if guided else 0.0, "null_condition": null_mode})
+                          {"seeds": seeds, "guidance_scale": s, "null_condition": run.null_condition})
 
     # ------------------------------------------------------------------ attributes
     @property
+    def mode(self) -> ConditioningMode:
+        """The model's conditioning mode (what it takes; see scadm.conditioning_modes)."""
+        return self.model.mode
+
+    @property
     def has_style(self) -> bool:
-        return self.cfg.conditioning.type in ("style", "style+attributes")
+        """Style tokens from a reference image: the SCA-DM applications (swap, interpolate, mix ...)."""
+        return self.mode.takes_style_image
 
     @property
     def uses_attributes(self) -> bool:
-        return bool(getattr(self.model.conditioner, "needs_attributes", False))
+        return self.mode.takes_attributes
 
     def attribute_vector(self, attributes: Any, batch: int, base: Any = None) -> Tensor | None:
         """Signed attributes (B, 40): +1 / -1, 0 = unknown. `attributes`: a dict {name: 0/1} (applied over
@@ -330,8 +344,8 @@ class SCADMPipeline:
         if attributes is None and base is None:
             return None
         if not self.uses_attributes:
-            raise ValueError(f"this model ({self.cfg.conditioning.type} conditioning) takes no attributes")
-        from .data.synthetic import ATTRIBUTE_NAMES
+            raise ValueError(f"this model ({self.mode.name} conditioning) takes no attributes")
+        from .labels import ATTRIBUTE_NAMES
         from .models.conditioning import signed_attributes
 
         def vec(a: Any) -> Tensor:
@@ -367,33 +381,34 @@ class SCADMPipeline:
 
     def _need_style(self, what: str) -> None:
         if not self.has_style:
-            raise ValueError(f"{what} needs style tokens; this model uses {self.cfg.conditioning.type!r} conditioning")
+            raise ValueError(f"{what} needs style tokens; this model uses {self.mode.name!r} conditioning")
 
     # ------------------------------------------------------------------ operations
     def reconstruct(self, image: ImageLike | Sequence[ImageLike], mask: MaskLike | Sequence[MaskLike],
-                    attributes: Any = None, **options: Any) -> EditResult:
+                    attributes: Any = None, sampling: SamplingOptions | None = None, **overrides: Any) -> EditResult:
         """Style and mask from the same face (paper Sec. 4.1)."""
         self._need_style("reconstruct")
         x, ids = self._batch(image, mask)
         tokens = self.with_attributes(self.style_tokens(x, ids), self.attribute_vector(attributes, ids.shape[0]))
-        return self.generate_from_tokens(ids, tokens, SamplingOptions(**options))
+        return self.generate_from_tokens(ids, tokens, _sampling(sampling, overrides))
 
     def swap(self, target: Face | tuple | Sequence, reference: Face | tuple | Sequence,
-             parts: Iterable[str | int] | str | None = None, attributes: Any = None, **options: Any) -> EditResult:
+             parts: Iterable[str | int] | str | None = None, attributes: Any = None,
+             sampling: SamplingOptions | None = None, **overrides: Any) -> EditResult:
         """Total (parts=None) or partial style swap (Sec. 4.2, 4.3): reference style, target mask."""
         self._need_style("swap")
         (tx, tids), (rx, rids) = self._faces(target), self._faces(reference)
         classes = self.parts(parts)
         tokens = swap_tokens(self.style_tokens(tx, tids), self.style_tokens(rx, rids), classes, self.token_classes)
         tokens = self.with_attributes(tokens, self.attribute_vector(attributes, tids.shape[0]))
-        result = self.generate_from_tokens(tids, tokens, SamplingOptions(**options))
+        result = self.generate_from_tokens(tids, tokens, _sampling(sampling, overrides))
         result.info["parts"] = classes
         return result
 
     def interpolate(self, target: Face | tuple, reference: Face | tuple,
                     parts: Iterable[str | int] | str | None = None,
                     alphas: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0), attributes: Any = None,
-                    **options: Any) -> EditResult:
+                    sampling: SamplingOptions | None = None, **overrides: Any) -> EditResult:
         """Per-part linear interpolation of style tokens, target (alpha 0) to reference (alpha 1) (Fig. 6).
 
         Returns one image per alpha, all with the same seed (so only the style moves).
@@ -406,14 +421,15 @@ class SCADMPipeline:
         t_tok, r_tok = self.style_tokens(tx, tids), self.style_tokens(rx, rids)
         tokens = torch.cat([interpolate_tokens(t_tok, r_tok, float(a), classes, self.token_classes) for a in alphas])
         tokens = self.with_attributes(tokens, self.attribute_vector(attributes, len(alphas)))
-        opts = SamplingOptions(**options)
+        opts = _sampling(sampling, overrides)
         base = opts.seed if isinstance(opts.seed, int) else opts.seed[0]
-        opts.seed = [base] * len(alphas)
+        opts = dataclasses.replace(opts, seed=[base] * len(alphas))
         result = self.generate_from_tokens(tids.expand(len(alphas), -1, -1), tokens, opts)
         result.info.update(alphas=list(map(float, alphas)), parts=classes)
         return result
 
-    def generate(self, mask: MaskLike | None = None, n: int = 1, attributes: Any = None, **options: Any) -> EditResult:
+    def generate(self, mask: MaskLike | None = None, n: int = 1, attributes: Any = None,
+                 sampling: SamplingOptions | None = None, **overrides: Any) -> EditResult:
         """Noise-based generation (Sec. 4.4): the empty style, n samples for one mask.
 
         The null condition is ``null_condition`` if given, else the config's ``noise_null_condition``
@@ -424,7 +440,7 @@ class SCADMPipeline:
         unconditional model needs no mask.
         """
         if mask is None:
-            if self.cfg.conditioning.type != "none" or self.cfg.unet.spade_parts:
+            if self.mode.has_tokens or self.cfg.unet.spade_parts:
                 raise ValueError("this model needs a mask to generate from")
             ids = torch.zeros(n, *self.image_size, dtype=torch.long, device=self.device)
         else:
@@ -432,17 +448,13 @@ class SCADMPipeline:
         if ids.shape[0] == 1:
             ids = ids.expand(n, -1, -1)
         attrs = self.attribute_vector(attributes, ids.shape[0])
-        if self.has_style:
-            tokens = self.with_attributes(self.style_tokens(None, ids), attrs)
-            opts, s_cfg = SamplingOptions(**options), self.cfg.sampling
-            opts.null_condition = opts.null_condition or s_cfg.noise_null
-            return self.generate_from_tokens(ids, tokens, opts, guided=attrs is not None or opts.null_condition == "full")
-        cond = self.model.conditions(self.one_hot(ids), None, attrs)
-        return self.generate_from_conditions(ids, cond, SamplingOptions(**options),
-                                             guided=self.cfg.conditioning.type != "none")
+        cond = self.model.conditions(self.one_hot(ids), None, attrs)  # the empty style, for style models
+        return self.generate_from_conditions(ids, cond, _sampling(sampling, overrides), style_image=False,
+                                             attributes=attrs is not None, noise_based=True)
 
     def mix(self, mask: MaskLike, reference: Face | tuple | Sequence, parts: Iterable[str | int] | str,
-            n: int = 1, attributes: Any = None, **options: Any) -> EditResult:
+            n: int = 1, attributes: Any = None, sampling: SamplingOptions | None = None,
+            **overrides: Any) -> EditResult:
         """Reference style for the named parts, noise (the empty style) for the rest (Fig. 1b).
 
         A batch of masks (B, H, W) may come with one reference per mask.
@@ -455,20 +467,20 @@ class SCADMPipeline:
         ref = self.style_tokens(rx, rids).expand(ids.shape[0], -1, -1)
         tokens = swap_tokens(empty, ref, self.parts(parts), self.token_classes)
         tokens = self.with_attributes(tokens, self.attribute_vector(attributes, ids.shape[0]))
-        return self.generate_from_tokens(ids, tokens, SamplingOptions(**options))
+        return self.generate_from_tokens(ids, tokens, _sampling(sampling, overrides))
 
     def edit_mask(self, image: ImageLike, mask: MaskLike, new_mask: MaskLike, attributes: Any = None,
-                  **options: Any) -> EditResult:
+                  sampling: SamplingOptions | None = None, **overrides: Any) -> EditResult:
         """Keep the face's styles, change its shape: tokens from (image, mask), generated with new_mask."""
         self._need_style("edit_mask")
         x, ids = self.load_image(image), self.load_mask(mask)
         new_ids = self.load_mask(new_mask)
         tokens = self.with_attributes(self.style_tokens(x, ids), self.attribute_vector(attributes, 1))
-        return self.generate_from_tokens(new_ids, tokens, SamplingOptions(**options))
+        return self.generate_from_tokens(new_ids, tokens, _sampling(sampling, overrides))
 
     def swap_mask_parts(self, mask: MaskLike, donor: MaskLike, parts: Iterable[str | int] | str,
                         image: ImageLike | None = None, n: int = 1, attributes: Any = None,
-                        **options: Any) -> EditResult:
+                        sampling: SamplingOptions | None = None, **overrides: Any) -> EditResult:
         """Mask component swapping (multi-conditioning paper Sec. 5): generate from `mask` with the
         donor's `parts` pasted in. With `image` (the face of `mask`) its styles are kept."""
         ids, donor_ids = self.load_mask(mask), self.load_mask(donor)
@@ -477,9 +489,10 @@ class SCADMPipeline:
         if image is not None:
             self._need_style("swap_mask_parts with an image")
             tokens = self.with_attributes(self.style_tokens(self.load_image(image), ids), self.attribute_vector(attributes, 1))
-            result = self.generate_from_tokens(mixed.expand(n, -1, -1), tokens.expand(n, -1, -1), SamplingOptions(**options))
+            result = self.generate_from_tokens(mixed.expand(n, -1, -1), tokens.expand(n, -1, -1),
+                                               _sampling(sampling, overrides))
         else:
-            result = self.generate(mixed, n=n, attributes=attributes, **options)
+            result = self.generate(mixed, n=n, attributes=attributes, sampling=_sampling(sampling, overrides))
         result.info["mixed_mask"] = mixed[0].cpu().numpy().astype(np.uint8)
         return result
 

@@ -12,12 +12,13 @@ masks, cycling, recorded in ``parts.json``), ``noise`` (noise-based, the id's ma
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
 from typing import Any, Callable
 
-from PIL import Image
+from .config import SamplingOptions
 
 
 def _shard() -> tuple[int, int]:
@@ -28,8 +29,10 @@ def _shard() -> tuple[int, int]:
 
 def run_sampling_job(data: str | Path, out: str | Path, *, mode: str = "reconstruction", split: str = "test",
                      limit: int | None = None, batch_size: int = 8, model: str | Path | None = None,
-                     device: str | None = None, options: dict[str, Any] | None = None, seed: int = 0,
+                     device: str | None = None, sampling: SamplingOptions | None = None,
                      printer: Callable[[str], Any] = print, progress: bool = True) -> dict[str, int]:
+    """Generate OUT/<id>.png for each id of the split not yet written. `sampling`: the sampler settings;
+    its ``seed`` is the split's base seed (image k uses seed + k)."""
     from tqdm.auto import tqdm
 
     from .data.layout import DatasetLayout
@@ -48,7 +51,8 @@ def run_sampling_job(data: str | Path, out: str | Path, *, mode: str = "reconstr
     if not todo:
         return {"done": 0, "skipped": len(mine)}
     pipe = SCADMPipeline.from_pretrained(model, device=device)
-    opts = {k: v for k, v in (options or {}).items() if v is not None}
+    sampling = dataclasses.replace(sampling or SamplingOptions(), progress=False)
+    seed = sampling.seed if isinstance(sampling.seed, int) else int(sampling.seed[0])
     parts_file = out / "parts.json"
     parts_done: dict[str, str] = json.loads(parts_file.read_text()) if parts_file.is_file() else {}
     bar = tqdm(total=len(todo), desc=f"sample {mode}", disable=not progress)
@@ -58,11 +62,12 @@ def run_sampling_job(data: str | Path, out: str | Path, *, mode: str = "reconstr
         images = [layout.image_path(i) for _, i in chunk]
         masks = [layout.label_path(i) for _, i in chunk]
         if mode == "reconstruction":
-            result = pipe.reconstruct(images, masks, seed=seeds, **opts)
+            result = pipe.reconstruct(images, masks, sampling=dataclasses.replace(sampling, seed=seeds))
         elif mode == "swap":
             refs = [ids[(k + 1) % len(ids)] for k, _ in chunk]
             result = pipe.swap(list(zip(images, masks)),
-                               [(layout.image_path(r), layout.label_path(r)) for r in refs], None, seed=seeds, **opts)
+                               [(layout.image_path(r), layout.label_path(r)) for r in refs], None,
+                               sampling=dataclasses.replace(sampling, seed=seeds))
         elif mode == "partial-swap":
             refs = [ids[(k + 1) % len(ids)] for k, _ in chunk]
             tensors = []
@@ -70,13 +75,14 @@ def run_sampling_job(data: str | Path, out: str | Path, *, mode: str = "reconstr
                 part = partial_swap_part(layout, i, r, k)
                 parts_done[i] = pipe.label_set.names[part]
                 tensors.append(pipe.swap((layout.image_path(i), layout.label_path(i)),
-                                         (layout.image_path(r), layout.label_path(r)), [part], seed=seed_k, **opts))
+                                         (layout.image_path(r), layout.label_path(r)), [part],
+                                         sampling=dataclasses.replace(sampling, seed=seed_k)))
             result = type(tensors[0])([im for t in tensors for im in t.images], None, [], {})
         elif mode == "noise":
             import torch
 
             ids_t = torch.cat([pipe.load_mask(m) for m in masks])
-            result = pipe.generate(ids_t, n=len(chunk), seed=seeds, **opts)
+            result = pipe.generate(ids_t, n=len(chunk), sampling=dataclasses.replace(sampling, seed=seeds))
         else:
             raise ValueError(f"unknown mode {mode!r}")
         for (_, i), im in zip(chunk, result.images):

@@ -4,52 +4,23 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from .common import UserError, console, err_console
+from .options import DeviceOpt, ModelOpt, OutOpt, StepsOpt, shared_options
+
+if TYPE_CHECKING:
+    from ..config import SamplingOptions
 
 edit_app = typer.Typer(help="Edit or generate faces with a trained model (SCA-DM applications).", no_args_is_help=True)
-
-# --------------------------------------------------------------------------- shared options
-ModelOpt = typer.Option(None, "--model", "-m", help="Model folder (default: the bundled synthetic-64 model).")
-SamplerOpt = typer.Option(None, "--sampler", help="ddim, ddpm or dpm++ (default: the model's).")
-StepsOpt = typer.Option(None, "--steps", help="Sampling steps (default: the model's).")
-EtaOpt = typer.Option(None, "--eta", help="DDIM eta: 0 deterministic, 1 stochastic.")
-ScaleOpt = typer.Option(None, "--guidance-scale", "-s", help="s of paper Eq. 4 (released code's w = 1 + s).")
-NullOpt = typer.Option(None, "--null-condition", help="'style' (empty style, same mask) or 'full' (and zero mask).")
-SeedOpt = typer.Option(0, "--seed", help="Image i uses seed + i.")
-OutOpt = typer.Option(..., "--out", "-o", help="Output PNG (result; more images get _1, _2 ...) or a folder.")
-DeviceOpt = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available).")
-SetOpt = typer.Option(None, "--set", help="Attributes for models that take them, e.g. Eyeglasses=1,Smiling=0.")
-
-
-def parse_attributes(spec: Optional[str]) -> dict | None:
-    """'Eyeglasses=1,Smiling=0' -> {'Eyeglasses': 1, 'Smiling': 0}."""
-    if not spec:
-        return None
-    out = {}
-    for item in spec.split(","):
-        if not item.strip():
-            continue
-        name, sep, value = item.partition("=")
-        if not sep or value.strip() not in ("0", "1"):
-            raise UserError(f"--set {item!r}: write NAME=0 or NAME=1, comma-separated (e.g. Eyeglasses=1,Smiling=0)")
-        out[name.strip()] = int(value)
-    return out
-
 
 def _pipeline(model: Optional[Path], device: Optional[str]):
     from ..pipeline import SCADMPipeline
 
     with console.status("loading model"):
         return SCADMPipeline.from_pretrained(model, device=device)
-
-
-def _options(sampler, steps, eta, guidance_scale, null_condition, seed) -> dict:
-    return dict(sampler=sampler, steps=steps, eta=eta, guidance_scale=guidance_scale,
-                null_condition=null_condition, seed=seed, progress=True)
 
 
 def _check_out(out: Path, inputs: list[Optional[Path]]) -> None:
@@ -70,7 +41,7 @@ def _need(path: Optional[Path], flag: str, what: str) -> Path:
 def write_result(result, out: Path, inputs: list[Optional[Path]], rows: dict | None = None,
                  captions: list[str] | None = None) -> list[Path]:
     """Write result PNGs and a side-by-side grid (inputs, masks, results); return the written paths."""
-    from ..reports import image_grid
+    from ..grids import image_grid
 
     out = Path(out)
     if out.suffix.lower() == ".png":
@@ -111,34 +82,30 @@ def _input_image(pipe, path: Path):
 
 # --------------------------------------------------------------------------- commands
 @edit_app.command("reconstruct")
+@shared_options()
 def reconstruct(
     image: Path = typer.Option(..., "--image", help="Face image."),
     mask: Path = typer.Option(..., "--mask", help="Its mask (id-map PNG or colour PNG in the label palette)."),
-    out: Path = OutOpt, model: Optional[Path] = ModelOpt, sampler: Optional[str] = SamplerOpt,
-    steps: Optional[int] = StepsOpt, eta: Optional[float] = EtaOpt, guidance_scale: Optional[float] = ScaleOpt,
-    null_condition: Optional[str] = NullOpt, seed: int = SeedOpt, device: Optional[str] = DeviceOpt,
-    set_: Optional[str] = SetOpt,
+    out: Path = OutOpt, *, model: Optional[Path], device: Optional[str], sampling: SamplingOptions, attributes: dict | None,
 ) -> None:
     """Reconstruct a face from its own style and mask."""
     _need(image, "--image", "the face to reconstruct")
     _need(mask, "--mask", "the face's semantic mask")
     _check_out(out, [image, mask])
     pipe = _pipeline(model, device)
-    r = pipe.reconstruct(image, mask, attributes=parse_attributes(set_), **_options(sampler, steps, eta, guidance_scale, null_condition, seed))
+    r = pipe.reconstruct(image, mask, attributes=attributes, sampling=sampling)
     write_result(r, out, [image, mask], {"image": [_input_image(pipe, image)], "mask": [_mask_image(pipe, mask)]})
 
 
 @edit_app.command("swap")
+@shared_options()
 def swap(
     target: Path = typer.Option(..., "--target", help="Target face image (its mask shapes the result)."),
     target_mask: Path = typer.Option(None, "--target-mask", help="Target mask."),
     reference: Path = typer.Option(..., "--reference", help="Reference face image (its style is used)."),
     reference_mask: Path = typer.Option(None, "--reference-mask", help="Reference mask (styles are pooled with it)."),
     parts: Optional[str] = typer.Option(None, "--parts", help="Comma-separated parts to swap (e.g. l_eye,hair); all when omitted."),
-    out: Path = OutOpt, model: Optional[Path] = ModelOpt, sampler: Optional[str] = SamplerOpt,
-    steps: Optional[int] = StepsOpt, eta: Optional[float] = EtaOpt, guidance_scale: Optional[float] = ScaleOpt,
-    null_condition: Optional[str] = NullOpt, seed: int = SeedOpt, device: Optional[str] = DeviceOpt,
-    set_: Optional[str] = SetOpt,
+    out: Path = OutOpt, *, model: Optional[Path], device: Optional[str], sampling: SamplingOptions, attributes: dict | None,
 ) -> None:
     """Total or partial style swap: the reference's style, the target's shape."""
     ins = [_need(target, "--target", "the target face"), _need(target_mask, "--target-mask", "the target's mask"),
@@ -147,21 +114,19 @@ def swap(
     _check_out(out, ins)
     pipe = _pipeline(model, device)
     part_ids = pipe.parts(parts) if parts else None
-    r = pipe.swap((target, target_mask), (reference, reference_mask), part_ids, attributes=parse_attributes(set_),
-                  **_options(sampler, steps, eta, guidance_scale, null_condition, seed))
+    r = pipe.swap((target, target_mask), (reference, reference_mask), part_ids, attributes=attributes,
+                  sampling=sampling)
     write_result(r, out, ins, {"target": [_input_image(pipe, target)], "reference": [_input_image(pipe, reference)]})
 
 
 @edit_app.command("interpolate")
+@shared_options()
 def interpolate(
     target: Path = typer.Option(..., "--target"), target_mask: Path = typer.Option(None, "--target-mask"),
     reference: Path = typer.Option(..., "--reference"), reference_mask: Path = typer.Option(None, "--reference-mask"),
     parts: Optional[str] = typer.Option(None, "--parts", help="Parts to interpolate; all when omitted."),
     alphas: str = typer.Option("0,0.25,0.5,0.75,1", "--alphas", help="Comma-separated alphas (0 = target, 1 = reference)."),
-    out: Path = OutOpt, model: Optional[Path] = ModelOpt, sampler: Optional[str] = SamplerOpt,
-    steps: Optional[int] = StepsOpt, eta: Optional[float] = EtaOpt, guidance_scale: Optional[float] = ScaleOpt,
-    null_condition: Optional[str] = NullOpt, seed: int = SeedOpt, device: Optional[str] = DeviceOpt,
-    set_: Optional[str] = SetOpt,
+    out: Path = OutOpt, *, model: Optional[Path], device: Optional[str], sampling: SamplingOptions, attributes: dict | None,
 ) -> None:
     """Interpolate part styles from the target (alpha 0) to the reference (alpha 1), paper Fig. 6."""
     ins = [_need(target, "--target", "the target face"), _need(target_mask, "--target-mask", "the target's mask"),
@@ -174,18 +139,16 @@ def interpolate(
     _check_out(out, ins)
     pipe = _pipeline(model, device)
     r = pipe.interpolate((target, target_mask), (reference, reference_mask), pipe.parts(parts) if parts else None,
-                         alphas=alpha_list, attributes=parse_attributes(set_), **_options(sampler, steps, eta, guidance_scale, null_condition, seed))
+                         alphas=alpha_list, attributes=attributes, sampling=sampling)
     write_result(r, out, ins, captions=[f"alpha {a:g}" for a in alpha_list])
 
 
 @edit_app.command("generate")
+@shared_options()
 def generate(
     mask: Path = typer.Option(..., "--mask", help="The mask to generate faces for."),
     n: int = typer.Option(4, "--n", help="Number of samples."),
-    out: Path = OutOpt, model: Optional[Path] = ModelOpt, sampler: Optional[str] = SamplerOpt,
-    steps: Optional[int] = StepsOpt, eta: Optional[float] = EtaOpt, seed: int = SeedOpt,
-    device: Optional[str] = DeviceOpt,
-    set_: Optional[str] = SetOpt,
+    out: Path = OutOpt, *, model: Optional[Path], device: Optional[str], sampling: SamplingOptions, attributes: dict | None,
 ) -> None:
     """Noise-based generation: random styles for a mask (no reference)."""
     _need(mask, "--mask", "the mask to generate for")
@@ -193,60 +156,54 @@ def generate(
         raise UserError(f"--n {n}: give at least 1")
     _check_out(out, [mask])
     pipe = _pipeline(model, device)
-    r = pipe.generate(mask, n=n, attributes=parse_attributes(set_), **_options(sampler, steps, eta, None, None, seed))
+    r = pipe.generate(mask, n=n, attributes=attributes, sampling=sampling)
     write_result(r, out, [mask], {"mask": _tile(_mask_image(pipe, mask), 1)})
 
 
 @edit_app.command("mix")
+@shared_options()
 def mix(
     mask: Path = typer.Option(..., "--mask", help="The mask to generate with."),
     reference: Path = typer.Option(..., "--reference"), reference_mask: Path = typer.Option(None, "--reference-mask"),
     parts: str = typer.Option(..., "--parts", help="Parts that take the reference's style; the rest is random."),
     n: int = typer.Option(1, "--n", help="Number of samples."),
-    out: Path = OutOpt, model: Optional[Path] = ModelOpt, sampler: Optional[str] = SamplerOpt,
-    steps: Optional[int] = StepsOpt, eta: Optional[float] = EtaOpt, guidance_scale: Optional[float] = ScaleOpt,
-    null_condition: Optional[str] = NullOpt, seed: int = SeedOpt, device: Optional[str] = DeviceOpt,
-    set_: Optional[str] = SetOpt,
+    out: Path = OutOpt, *, model: Optional[Path], device: Optional[str], sampling: SamplingOptions, attributes: dict | None,
 ) -> None:
     """Mixed generation: reference style for some parts, noise for the rest (paper Fig. 1b)."""
     ins = [_need(mask, "--mask", "the mask to generate with"), _need(reference, "--reference", "the reference face"),
            _need(reference_mask, "--reference-mask", "a reference needs its mask to pool its styles")]
     _check_out(out, ins)
     pipe = _pipeline(model, device)
-    r = pipe.mix(mask, (reference, reference_mask), pipe.parts(parts), n=n, attributes=parse_attributes(set_),
-                 **_options(sampler, steps, eta, guidance_scale, null_condition, seed))
+    r = pipe.mix(mask, (reference, reference_mask), pipe.parts(parts), n=n, attributes=attributes,
+                 sampling=sampling)
     write_result(r, out, ins, {"reference": [_input_image(pipe, reference)]})
 
 
 @edit_app.command("edit-mask")
+@shared_options()
 def edit_mask(
     image: Path = typer.Option(..., "--image"), mask: Path = typer.Option(..., "--mask"),
     new_mask: Path = typer.Option(..., "--new-mask", help="The edited mask (same label set)."),
-    out: Path = OutOpt, model: Optional[Path] = ModelOpt, sampler: Optional[str] = SamplerOpt,
-    steps: Optional[int] = StepsOpt, eta: Optional[float] = EtaOpt, guidance_scale: Optional[float] = ScaleOpt,
-    null_condition: Optional[str] = NullOpt, seed: int = SeedOpt, device: Optional[str] = DeviceOpt,
-    set_: Optional[str] = SetOpt,
+    out: Path = OutOpt, *, model: Optional[Path], device: Optional[str], sampling: SamplingOptions, attributes: dict | None,
 ) -> None:
     """Keep a face's styles, change its shape with an edited mask."""
     ins = [_need(image, "--image", "the face"), _need(mask, "--mask", "its mask"),
            _need(new_mask, "--new-mask", "the edited mask")]
     _check_out(out, ins)
     pipe = _pipeline(model, device)
-    r = pipe.edit_mask(image, mask, new_mask, attributes=parse_attributes(set_), **_options(sampler, steps, eta, guidance_scale, null_condition, seed))
+    r = pipe.edit_mask(image, mask, new_mask, attributes=attributes, sampling=sampling)
     write_result(r, out, ins, {"image": [_input_image(pipe, image)], "new mask": [_mask_image(pipe, new_mask)]})
 
 
 @edit_app.command("swap-mask-parts")
+@shared_options()
 def swap_mask_parts(
     mask: Path = typer.Option(..., "--mask", help="Mask A."),
     donor: Path = typer.Option(..., "--donor", help="Mask B, whose parts are pasted over A's."),
     parts: str = typer.Option(..., "--parts", help="Parts to take from the donor, e.g. hair,l_eye."),
     image: Optional[Path] = typer.Option(None, "--image", help="A's face: keep its styles (SCA-DM models)."),
     n: int = typer.Option(1, "--n"),
-    out: Path = OutOpt, model: Optional[Path] = ModelOpt, sampler: Optional[str] = SamplerOpt,
-    steps: Optional[int] = StepsOpt, eta: Optional[float] = EtaOpt, guidance_scale: Optional[float] = ScaleOpt,
-    null_condition: Optional[str] = NullOpt, seed: int = SeedOpt, device: Optional[str] = DeviceOpt,
-    set_: Optional[str] = SetOpt,
+    out: Path = OutOpt, *, model: Optional[Path], device: Optional[str], sampling: SamplingOptions, attributes: dict | None,
 ) -> None:
     """Mask component swapping (multi-conditioning paper Sec. 5): generate from A with B's parts."""
     from PIL import Image
@@ -256,8 +213,8 @@ def swap_mask_parts(
         ins.append(_need(image, "--image", "A's face"))
     _check_out(out, ins)
     pipe = _pipeline(model, device)
-    r = pipe.swap_mask_parts(mask, donor, pipe.parts(parts), image=image, n=n, attributes=parse_attributes(set_),
-                             **_options(sampler, steps, eta, guidance_scale, null_condition, seed))
+    r = pipe.swap_mask_parts(mask, donor, pipe.parts(parts), image=image, n=n, attributes=attributes,
+                             sampling=sampling)
     mixed = Image.fromarray(pipe.label_set.colorize(r.info["mixed_mask"]))
     written = write_result(r, out, ins, {"mask A": [_mask_image(pipe, mask)], "donor": [_mask_image(pipe, donor)],
                                           "mixed": [mixed]})
@@ -274,9 +231,7 @@ def sample_cmd(
     split: str = typer.Option("test", "--split"),
     limit: Optional[int] = typer.Option(None, "--limit", help="At most this many ids."),
     batch_size: int = typer.Option(8, "--batch-size"),
-    model: Optional[Path] = ModelOpt, sampler: Optional[str] = SamplerOpt, steps: Optional[int] = StepsOpt,
-    eta: Optional[float] = EtaOpt, guidance_scale: Optional[float] = ScaleOpt, null_condition: Optional[str] = NullOpt,
-    seed: int = SeedOpt, device: Optional[str] = DeviceOpt,
+    *, model: Optional[Path], device: Optional[str], sampling: SamplingOptions,
 ) -> None:
     """Bulk generation over a dataset split: resumable, shardable with `accelerate launch -m scadm sample`."""
     from ..sampling_jobs import run_sampling_job
@@ -284,8 +239,7 @@ def sample_cmd(
     if mode not in ("reconstruction", "swap", "noise"):
         raise UserError(f"--mode {mode!r}: use reconstruction, swap or noise")
     run_sampling_job(data, out, mode=mode, split=split, limit=limit, batch_size=batch_size, model=model,
-                     device=device, options=dict(sampler=sampler, steps=steps, eta=eta, guidance_scale=guidance_scale,
-                                                 null_condition=null_condition), seed=seed, printer=console.print)
+                     device=device, sampling=sampling, printer=console.print)
 
 
 def demo_cmd(
@@ -303,7 +257,7 @@ def demo_cmd(
 
 def register(app: typer.Typer) -> None:
     app.add_typer(edit_app, name="edit")
-    app.command("sample")(sample_cmd)
+    app.command("sample")(shared_options(attributes=False)(sample_cmd))
     app.command("demo")(demo_cmd)
 
 

@@ -42,14 +42,15 @@ class ClassifierFreeGuidance:
 
     ``null_cond`` is the empty condition (same structure and batch size as the conditions
     it will be paired with), or a callable ``cond -> null condition`` built once per cond.
-    With s == 0 the wrapper is a single conditional pass. Otherwise it runs ONE doubled
+    With s == 0 the wrapper is a single conditional pass and the null condition is never built:
+    this is the one place that decides whether a sampling run is guided. Otherwise it runs ONE doubled
     batch: model_fn(cat(x, x), cat(t, t), cat_conditions(cond, null)) and returns
     eps_c + s (eps_c - eps_null). The concatenated condition is memoised on the identity of
     ``cond`` (a strong reference is kept, so the identity cannot be reused), so passing the
     same cond object at every step concatenates it only once.
     """
 
-    def __init__(self, model_fn: ModelFn, null_cond: Any, s: float = 1.2) -> None:
+    def __init__(self, model_fn: ModelFn, null_cond: Any, s: float) -> None:
         self.model_fn = model_fn
         self.null_cond = null_cond
         self.s = float(s)

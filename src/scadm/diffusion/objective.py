@@ -7,10 +7,11 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from ..nn.resblocks import resize_mask
+from ..conditions import ConditionInputs
+from ..nn.masks import resize_mask
 from .schedule import NoiseSchedule, p2_weight
 
-__all__ = ["diffusion_loss", "region_weights", "dropout_keep", "apply_dropout", "randn", "randint"]
+__all__ = ["diffusion_loss", "region_weights", "dropout_keep", "apply_dropout", "condition_dropout", "randn", "randint"]
 
 ModelFn = Callable[[Tensor, Tensor, Any], Tensor]
 
@@ -148,3 +149,20 @@ def apply_dropout(x: Tensor, keep: Tensor) -> Tensor:
         raise ValueError(f"keep must have shape ({x.shape[0]},), got {tuple(keep.shape)}")
     k = keep.to(device=x.device, dtype=torch.bool).view(-1, *([1] * (x.dim() - 1)))
     return torch.where(k, x, torch.zeros((), dtype=x.dtype, device=x.device))
+
+
+def condition_dropout(inputs: ConditionInputs, keep_style: Tensor, keep_mask: Tensor,
+                      keep_attributes: Tensor | None = None) -> ConditionInputs:
+    """Condition dropout on a batch of raw condition inputs (each keep is BoolTensor[B], True = keep).
+
+    What is dropped becomes what the null conditions are made of (see
+    :meth:`scadm.conditioning_modes.ConditioningMode.null_keeps_mask`): a dropped style image is
+    the all-zero image (the empty style, SCA-DM's 50 %); a dropped mask is the zero mask and takes
+    the style image with it (the "full" null, and the null of mask tokens); dropped attributes are
+    the null attributes, all zeros.
+    """
+    image = None if inputs.image is None else apply_dropout(inputs.image, keep_style & keep_mask)
+    attributes = inputs.attributes
+    if attributes is not None and keep_attributes is not None:
+        attributes = apply_dropout(attributes, keep_attributes)
+    return ConditionInputs(mask=apply_dropout(inputs.mask, keep_mask), image=image, attributes=attributes)

@@ -11,6 +11,7 @@ Frechet distance in the parser's feature space, reported as ``parser_fd`` (never
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -18,6 +19,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ..config import SamplingOptions
 from ..sampling_jobs import partial_swap_part, run_sampling_job
 
 
@@ -101,22 +103,26 @@ class Scorer:
         return "lpips" if self.lpips is not None else "pixel_l1"
 
 
-def _gen(work: Path, data, mode: str, scorer: Scorer, model, opts: dict, seed: int, printer) -> Path:
+def _gen(work: Path, data, mode: str, scorer: Scorer, model, sampling: SamplingOptions, printer) -> Path:
     folder = work / mode
     run_sampling_job(data, folder, mode=mode, split=scorer.ds.split if hasattr(scorer.ds, "split") else "test",
-                     limit=len(scorer.ids), model=model, options=opts, seed=seed, printer=printer)
+                     limit=len(scorer.ids), model=model, sampling=sampling, printer=printer)
     return folder
+
+
+def _base_seed(sampling: SamplingOptions) -> int:
+    return sampling.seed if isinstance(sampling.seed, int) else int(sampling.seed[0])
 
 
 # ---------------------------------------------------------------------------
 # protocols
 # ---------------------------------------------------------------------------
-def reconstruction_protocol(scorer: Scorer, data, work: Path, model, opts: dict, seed: int = 0,
+def reconstruction_protocol(scorer: Scorer, data, work: Path, model, sampling: SamplingOptions,
                             printer: Callable = print) -> dict[str, Any]:
     """SCA-DM Table 1: SSIM (and PSNR) to the input, FID, parser mIoU and accuracy against the mask."""
     from .metrics import psnr, ssim
 
-    folder = _gen(work, data, "reconstruction", scorer, model, opts, seed, printer)
+    folder = _gen(work, data, "reconstruction", scorer, model, sampling, printer)
     fake, real = scorer.load(folder), scorer.real()
     res = {"protocol": f"reconstruction of {len(fake)} {getattr(scorer.ds, 'split', 'test')} images: own style, own mask",
            "ssim": ssim((fake + 1) / 2, (real + 1) / 2), "psnr": psnr((fake + 1) / 2, (real + 1) / 2)}
@@ -125,20 +131,20 @@ def reconstruction_protocol(scorer: Scorer, data, work: Path, model, opts: dict,
     return res
 
 
-def swap_protocol(scorer: Scorer, data, work: Path, model, opts: dict, seed: int = 0, partial: bool = False,
+def swap_protocol(scorer: Scorer, data, work: Path, model, sampling: SamplingOptions, partial: bool = False,
                   printer: Callable = print) -> dict[str, Any]:
     """Total or partial style swap (reference = the next id): quality, mask fidelity and, for partial
     swaps, disentanglement: change against the reconstruction (same seed) inside the swapped part
     versus outside it."""
     mode = "partial-swap" if partial else "swap"
-    folder = _gen(work, data, mode, scorer, model, opts, seed, printer)
+    folder = _gen(work, data, mode, scorer, model, sampling, printer)
     fake = scorer.load(folder)
     labels = scorer.labels()
     res: dict[str, Any] = {"protocol": f"{mode} on {len(fake)} images; reference = the next id of the split"}
     res.update(scorer.quality(fake))
     res.update(scorer.segmentation(fake, labels))
     if partial:
-        recon = scorer.load(_gen(work, data, "reconstruction", scorer, model, opts, seed, printer))
+        recon = scorer.load(_gen(work, data, "reconstruction", scorer, model, sampling, printer))
         from ..data.layout import DatasetLayout
 
         layout = DatasetLayout(data)
@@ -166,8 +172,8 @@ def swap_protocol(scorer: Scorer, data, work: Path, model, opts: dict, seed: int
     return res
 
 
-def noise_protocol(scorer: Scorer, data, work: Path, model, opts: dict, steps_list=(50, 100, 200, 1000),
-                   seed: int = 0, printer: Callable = print) -> dict[str, Any]:
+def noise_protocol(scorer: Scorer, data, work: Path, model, sampling: SamplingOptions,
+                   steps_list=(50, 100, 200, 1000), printer: Callable = print) -> dict[str, Any]:
     """SCA-DM Fig. 7: noise-based generation at several DDIM step counts: quality and time per image."""
     rows = []
     for steps in steps_list:
@@ -175,7 +181,7 @@ def noise_protocol(scorer: Scorer, data, work: Path, model, opts: dict, steps_li
         folder = work / f"noise-{steps}"
         done_before = len(list(folder.glob("*.png"))) if folder.is_dir() else 0
         run_sampling_job(data, folder, mode="noise", split=getattr(scorer.ds, "split", "test"), limit=len(scorer.ids),
-                         model=model, options={**opts, "steps": steps}, seed=seed, printer=printer)
+                         model=model, sampling=dataclasses.replace(sampling, steps=steps), printer=printer)
         made = len(scorer.ids) - done_before
         sec = (time.perf_counter() - t0) / made if made > 0 else float("nan")
         fake = scorer.load(folder)
@@ -185,16 +191,17 @@ def noise_protocol(scorer: Scorer, data, work: Path, model, opts: dict, steps_li
                         "measured on this run's newly generated images (nan when all were reused)", "rows": rows}
 
 
-def diversity_protocol(scorer: Scorer, model, opts: dict, samples: int = 10, seed: int = 0) -> dict[str, Any]:
+def diversity_protocol(scorer: Scorer, model, sampling: SamplingOptions, samples: int = 10) -> dict[str, Any]:
     """Multi-conditioning paper: `samples` noise-based images per mask, mean pairwise distance."""
     from ..pipeline import SCADMPipeline
     from .metrics import mean_pairwise_distance
 
     pipe = SCADMPipeline.from_pretrained(model)
     labels = scorer.labels()
+    seed = _base_seed(sampling)
     scores = []
     for k in range(len(scorer.ids)):
-        imgs = pipe.generate(labels[k:k + 1], n=samples, seed=seed + k * samples, **opts).tensors.cpu()
+        imgs = pipe.generate(labels[k:k + 1], n=samples, sampling=sampling, seed=seed + k * samples).tensors.cpu()
         scores.append(mean_pairwise_distance(imgs, scorer.distance))
     return {"protocol": f"{samples} noise-based samples per mask for {len(scores)} masks, mean pairwise "
                         f"{scorer.distance_name}", "diversity": float(np.mean(scores)), "metric": scorer.distance_name}
@@ -232,8 +239,8 @@ def timing_protocol(model: str | Path | None, *, sampler: str = "ddim", steps: l
     return rows
 
 
-def conditioning_protocol(scorer: Scorer, work: Path, model, opts: dict, *, eta: float = 0.0, classifier=None,
-                          diversity_masks: int = 0, samples: int = 10, seed: int = 0,
+def conditioning_protocol(scorer: Scorer, work: Path, model, sampling: SamplingOptions, *, eta: float = 0.0,
+                          classifier=None, diversity_masks: int = 0, samples: int = 10,
                           printer: Callable = print) -> dict[str, Any]:
     """The multi-conditioning paper's Table 4: one sample per validation condition (its attributes
     and/or its mask), then FID/KID (or parser FD), attribute accuracy (classifier on the samples
@@ -245,8 +252,9 @@ def conditioning_protocol(scorer: Scorer, work: Path, model, opts: dict, *, eta:
     from .metrics import attribute_accuracy, mean_pairwise_distance
 
     pipe = SCADMPipeline.from_pretrained(model)
-    kind = pipe.cfg.conditioning.type
-    uses_mask = kind in ("mask_tokens", "multi", "style", "style+attributes") or bool(pipe.cfg.unet.spade_parts)
+    kind = pipe.mode.name
+    uses_mask = pipe.mode.reads_mask or bool(pipe.cfg.unet.spade_parts)
+    seed = _base_seed(sampling)
     folder = work / f"conditioning-eta{eta:g}"
     folder.mkdir(parents=True, exist_ok=True)
     labels = scorer.labels()
@@ -256,7 +264,7 @@ def conditioning_protocol(scorer: Scorer, work: Path, model, opts: dict, *, eta:
     for lo in range(0, len(todo), 8):
         ks = todo[lo:lo + 8]
         a = attrs[ks] if (attrs is not None and pipe.uses_attributes) else None
-        r = pipe.generate(labels[ks], n=len(ks), attributes=a, seed=[seed + k for k in ks], eta=eta, **opts)
+        r = pipe.generate(labels[ks], n=len(ks), attributes=a, sampling=sampling, seed=[seed + k for k in ks], eta=eta)
         for k, im in zip(ks, r.images):
             im.save(folder / f"{scorer.ids[k]}.png")
     fake = scorer.load(folder)
@@ -280,8 +288,8 @@ def conditioning_protocol(scorer: Scorer, work: Path, model, opts: dict, *, eta:
         scores = []
         for k in range(min(diversity_masks, len(scorer.ids))):
             a = attrs[k:k + 1].expand(samples, -1) if (attrs is not None and pipe.uses_attributes) else None
-            imgs = pipe.generate(labels[k:k + 1], n=samples, attributes=a, seed=seed + 10_000 + k * samples,
-                                 eta=1.0, **opts).tensors.cpu()
+            imgs = pipe.generate(labels[k:k + 1], n=samples, attributes=a, sampling=sampling,
+                                 seed=seed + 10_000 + k * samples, eta=1.0).tensors.cpu()
             scores.append(mean_pairwise_distance(imgs, scorer.distance))
         res[scorer.distance_name + "_diversity"] = float(np.mean(scores))
         res["diversity_protocol"] = (f"{samples} stochastic (eta 1) samples per condition for {len(scores)} conditions, "

@@ -1,10 +1,8 @@
 """Condition encoders: raw inputs (mask, reference image, attributes) -> :class:`~scadm.conditions.Conditions`.
 
-Each conditioning scheme is a strategy with the same two methods, so the UNet, the trainer
-and the samplers never depend on which one a model uses:
-
-- ``forward(mask, image=None, attributes=None)``: the conditions for a batch;
-- ``null(mask, mode)``: the null condition of classifier-free guidance.
+One :class:`ConditionEncoder` serves every conditioning mode: it builds the encoders of the
+mode's components (style encoder, attribute MLP, mask-token ResNet) and concatenates their
+tokens, so the UNet, the trainer and the samplers never depend on which mode a model uses.
 
 Attributes are *signed*: +1 present, -1 absent, 0 unknown. The null attributes (condition
 dropout, guidance) are all zeros, which no real attribute vector is.
@@ -12,10 +10,13 @@ dropout, guidance) are all zeros, which no real attribute vector is.
 
 from __future__ import annotations
 
+from typing import Callable, NamedTuple
+
 import torch
 from torch import Tensor, nn
 
-from ..conditions import Conditions
+from ..conditioning_modes import ConditioningMode, get_mode
+from ..conditions import ConditionInputs, Conditions
 from ..config import AttributeEncoderConfig, ConditioningConfig, MaskEncoderConfig
 from ..nn.resnet import ResNet18
 from .style_encoder import MultiResolutionStyleEncoder
@@ -65,116 +66,67 @@ class MaskTokenEncoder(nn.Module):
         return self.proj(tokens)
 
 
+# ---------------------------------------------------------------------------
+# the condition encoder of every mode
+# ---------------------------------------------------------------------------
+def _style_tokens(enc: MultiResolutionStyleEncoder, mask: Tensor, image: Tensor | None, attributes: Tensor | None) -> Tensor:
+    if image is None:  # the empty style
+        image = mask.new_zeros(mask.shape[0], enc.cfg.in_channels, *mask.shape[-2:])
+    return enc(image, mask)
+
+
+def _attribute_tokens(enc: AttributeEncoder, mask: Tensor, image: Tensor | None, attributes: Tensor | None) -> Tensor:
+    if attributes is None:  # the null attributes
+        attributes = mask.new_zeros(mask.shape[0], enc.cfg.num_attributes)
+    return enc(attributes)
+
+
+def _mask_tokens(enc: MaskTokenEncoder, mask: Tensor, image: Tensor | None, attributes: Tensor | None) -> Tensor:
+    return enc(mask)
+
+
+class _ComponentModule(NamedTuple):
+    name: str  # the module's attribute = its weight keys (conditioner.style_encoder.* ...): saved models load unchanged
+    build: Callable[[ConditioningConfig, int], nn.Module]
+    tokens: Callable[..., Tensor]  # (module, mask, image, attributes) -> (B, N, D)
+
+
+#: a component's config section -> its encoder (see scadm.conditioning_modes.COMPONENTS)
+_COMPONENT_MODULES: dict[str, _ComponentModule] = {
+    "style_encoder": _ComponentModule("style_encoder", lambda c, n: MultiResolutionStyleEncoder(c.style_encoder), _style_tokens),
+    "attributes": _ComponentModule("attribute_encoder", lambda c, n: AttributeEncoder(c.attributes), _attribute_tokens),
+    "mask_encoder": _ComponentModule("mask_encoder", lambda c, n: MaskTokenEncoder(c.mask_encoder, n), _mask_tokens),
+}
+
+
 class ConditionEncoder(nn.Module):
-    """Base class of the conditioning strategies."""
+    """Raw inputs -> Conditions for any registered conditioning mode (see :mod:`scadm.conditioning_modes`).
 
-    needs_attributes = False
+    The mode's components, in order, each give tokens; they are concatenated along the token
+    axis. SPADE and the masked attention see the mask itself.
 
-    def forward(self, mask: Tensor, image: Tensor | None = None,
-                attributes: Tensor | None = None) -> Conditions:  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def null(self, mask: Tensor, mode: str = "style") -> Conditions:  # pragma: no cover - interface
-        raise NotImplementedError
-
-
-def _null_attributes(mask: Tensor, n: int) -> Tensor:
-    return mask.new_zeros(mask.shape[0], n)
-
-
-class StyleConditioning(ConditionEncoder):
-    """SCA-DM: SPADE sees the mask, cross-attention sees the style tokens E_s(x, M_x).
-
-    ``image=None`` means the empty style: E_s applied to an all-zero image with the true mask
-    (what style dropout teaches during training).
+    - ``forward(mask, image=None, attributes=None)``: the conditions of a batch. ``image=None`` is
+      the empty style (the style encoder on an all-zero image with the true mask, what style
+      dropout teaches); ``attributes=None`` are the null attributes (all zeros).
+    - ``null(mask, null_condition)``: the null condition of classifier-free guidance, the encoder
+      applied to the true or a zero mask (as the mode says), no image and no attributes.
     """
 
-    def __init__(self, cfg: ConditioningConfig) -> None:
+    def __init__(self, cfg: ConditioningConfig, num_classes: int = 19) -> None:
         super().__init__()
-        assert cfg.style_encoder is not None
-        self.style_encoder = MultiResolutionStyleEncoder(cfg.style_encoder)
-
-    def tokens(self, mask: Tensor, image: Tensor | None) -> Tensor:
-        if image is None:
-            image = mask.new_zeros(mask.shape[0], self.style_encoder.cfg.in_channels, *mask.shape[-2:])
-        return self.style_encoder(image, mask)
+        self.mode: ConditioningMode = get_mode(cfg.type)
+        self._components = [_COMPONENT_MODULES[section] for section in self.mode.components]
+        for comp in self._components:
+            setattr(self, comp.name, comp.build(cfg, num_classes))
 
     def forward(self, mask: Tensor, image: Tensor | None = None, attributes: Tensor | None = None) -> Conditions:
-        return Conditions(mask=mask, tokens=self.tokens(mask, image))
+        tokens = [comp.tokens(getattr(self, comp.name), mask, image, attributes) for comp in self._components]
+        return Conditions(mask=mask, tokens=torch.cat(tokens, dim=1) if tokens else None)
 
-    def null(self, mask: Tensor, mode: str = "style") -> Conditions:
-        """'style': empty style with the same mask (default); 'full': empty style and a zero mask (Eq. 4 as written)."""
-        if mode == "style":
-            return self.forward(mask, None)
-        if mode == "full":
-            return self.forward(torch.zeros_like(mask), None)
-        raise ValueError(f"unknown null condition {mode!r}; expected 'style' or 'full'")
+    def encode(self, inputs: ConditionInputs) -> Conditions:
+        """The conditions of a :class:`ConditionInputs` bundle (what training passes)."""
+        return self(inputs.mask, inputs.image, inputs.attributes)
 
-
-class MaskOnlyConditioning(ConditionEncoder):
-    """No tokens: SPADE-only (SDM-like) or, with no SPADE either, an unconditional model."""
-
-    def forward(self, mask: Tensor, image: Tensor | None = None, attributes: Tensor | None = None) -> Conditions:
-        return Conditions(mask=mask, tokens=None)
-
-    def null(self, mask: Tensor, mode: str = "style") -> Conditions:
-        return Conditions(mask=torch.zeros_like(mask) if mode == "full" else mask, tokens=None)
-
-
-class StyleAttributeConditioning(StyleConditioning):
-    """SCA-DM + attributes: the masked style tokens, then one attribute token that every pixel sees."""
-
-    needs_attributes = True
-
-    def __init__(self, cfg: ConditioningConfig) -> None:
-        super().__init__(cfg)
-        self.attribute_encoder = AttributeEncoder(cfg.attributes)
-
-    def forward(self, mask: Tensor, image: Tensor | None = None, attributes: Tensor | None = None) -> Conditions:
-        if attributes is None:
-            attributes = _null_attributes(mask, self.attribute_encoder.cfg.num_attributes)
-        tokens = torch.cat([self.tokens(mask, image), self.attribute_encoder(attributes)], dim=1)
-        return Conditions(mask=mask, tokens=tokens)
-
-    def null(self, mask: Tensor, mode: str = "style") -> Conditions:
-        if mode not in ("style", "full"):
-            raise ValueError(f"unknown null condition {mode!r}; expected 'style' or 'full'")
-        return self.forward(torch.zeros_like(mask) if mode == "full" else mask, None, None)
-
-
-class TokenConditioning(ConditionEncoder):
-    """The multi-conditioning paper's encoders: attributes (`a`), mask tokens (`m`, `m_np`) or both (`mc`),
-    concatenated along the token axis (attribute token first) for plain cross-attention."""
-
-    def __init__(self, cfg: ConditioningConfig, num_classes: int) -> None:
-        super().__init__()
-        self.attribute_encoder = AttributeEncoder(cfg.attributes) if cfg.type in ("attributes", "multi") else None
-        self.mask_encoder = MaskTokenEncoder(cfg.mask_encoder, num_classes) if cfg.type in ("mask_tokens", "multi") else None
-        self.needs_attributes = self.attribute_encoder is not None
-
-    def forward(self, mask: Tensor, image: Tensor | None = None, attributes: Tensor | None = None) -> Conditions:
-        tokens = []
-        if self.attribute_encoder is not None:
-            if attributes is None:
-                attributes = _null_attributes(mask, self.attribute_encoder.cfg.num_attributes)
-            tokens.append(self.attribute_encoder(attributes))
-        if self.mask_encoder is not None:
-            tokens.append(self.mask_encoder(mask))
-        return Conditions(mask=mask, tokens=torch.cat(tokens, dim=1))
-
-    def null(self, mask: Tensor, mode: str = "style") -> Conditions:
-        """Null attributes and, for mask tokens, a zero mask (what condition dropout teaches)."""
-        zero_mask = torch.zeros_like(mask) if (self.mask_encoder is not None or mode == "full") else mask
-        return self.forward(zero_mask, None, None)
-
-
-def build_conditioning(cfg: ConditioningConfig, num_classes: int = 19) -> ConditionEncoder:
-    if cfg.type == "style":
-        return StyleConditioning(cfg)
-    if cfg.type == "style+attributes":
-        return StyleAttributeConditioning(cfg)
-    if cfg.type in ("attributes", "mask_tokens", "multi"):
-        return TokenConditioning(cfg, num_classes)
-    if cfg.type == "none":
-        return MaskOnlyConditioning()
-    raise ValueError(f"unknown conditioning type {cfg.type!r}")
+    def null(self, mask: Tensor, null_condition: str = "style") -> Conditions:
+        keep = self.mode.null_keeps_mask(null_condition)
+        return self(mask if keep else torch.zeros_like(mask), None, None)

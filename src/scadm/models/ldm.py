@@ -8,6 +8,7 @@ and ``model.safetensors`` (keys ``unet.*`` and ``conditioner.*``). The first sta
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -17,7 +18,9 @@ from torch import Tensor, nn
 from ..conditions import Conditions
 from ..config import ModelConfig, from_dict, load_config, to_dict
 from ..labels import LabelSet, get_label_set
-from .conditioning import ConditionEncoder, build_conditioning
+from ..conditioning_modes import ConditioningMode
+from .autoencoder import FirstStage
+from .conditioning import ConditionEncoder
 from .unet import PreparedConditions, SemanticUNet
 
 CONFIG_NAME = "config.json"
@@ -30,8 +33,13 @@ class SemanticLDM(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg.validate()
-        self.conditioner: ConditionEncoder = build_conditioning(cfg.conditioning, cfg.unet.num_classes)
+        self.conditioner = ConditionEncoder(cfg.conditioning, cfg.unet.num_classes)
         self.unet = SemanticUNet(cfg.unet)
+
+    @property
+    def mode(self) -> ConditioningMode:
+        """The conditioning mode (what the model takes, its null conditions; see scadm.conditioning_modes)."""
+        return self.conditioner.mode
 
     @property
     def label_set(self) -> LabelSet:
@@ -95,3 +103,15 @@ class SemanticLDM(nn.Module):
 
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+def export_model(model: SemanticLDM, first_stage: FirstStage, folder: str | Path) -> None:
+    """A self-contained model folder for the pipeline: config.json, model.safetensors, autoencoder/."""
+    folder = Path(folder)
+    model.save_pretrained(folder)
+    ae = folder / "autoencoder"
+    tmp = folder / ".autoencoder.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    first_stage.save_pretrained(tmp)
+    shutil.rmtree(ae, ignore_errors=True)
+    tmp.replace(ae)

@@ -37,7 +37,8 @@ import torch
 from torch import Tensor, nn
 
 from ..config import StyleEncoderConfig
-from ..nn.resblocks import resize_mask, upsample
+from ..nn.masks import MaskPyramid, check_mask_size
+from ..nn.resblocks import upsample
 
 
 def _conv_block(c_in: int, c_out: int, groups: int, num_classes: int, stride: int = 1) -> nn.Sequential:
@@ -96,13 +97,14 @@ class MultiResolutionStyleEncoder(nn.Module):
         for layer in self.down:
             feats.append(layer(feats[-1]))
         h = feats[-1]
+        masks = MaskPyramid(mask, self.cfg.mask_resize)  # the mask at each level's size, resized once
         per_level = []
         for k, (up, proj) in enumerate(zip(self.up, self.style), start=1):
             if k > 1:
                 h = _cat_per_class(h, feats[self.cfg.num_down - k + 1], C)
             target = feats[self.cfg.num_down - k].shape[-2:]
             h = up(upsample(h, target, mode="bilinear"))
-            per_level.append(torch.tanh(proj(self._masked_pool(h, mask))).view(h.shape[0], C, -1))  # (B, C, D)
+            per_level.append(torch.tanh(proj(self._masked_pool(h, masks.at(h.shape[-2:])))).view(h.shape[0], C, -1))  # (B, C, D)
         if self.cfg.pixel_level:  # each class's mean input colour over its region, at full resolution
             m = mask.to(image.dtype).flatten(2)  # (B, C, H*W)
             means = torch.einsum("bkp,bcp->bck", image.flatten(2), m) / (m.sum(dim=-1, keepdim=True) + 1e-5)
@@ -111,10 +113,10 @@ class MultiResolutionStyleEncoder(nn.Module):
         return torch.stack(per_level, dim=2)  # (B, C, L, D), coarse to fine
 
     def _masked_pool(self, h: Tensor, mask: Tensor) -> Tensor:
-        """Eq. 5: per class, average its channel group over its mask region -> (B, C*G, 1)."""
+        """Eq. 5: per class, average its channel group over its mask region (mask at h's size) -> (B, C*G, 1)."""
         n, ch, hh, ww = h.shape
         C = self.cfg.num_classes
-        m = resize_mask(mask.to(h.dtype), (hh, ww), self.cfg.mask_resize).flatten(2)  # (B, C, h*w)
+        m = check_mask_size(mask, (hh, ww), "style pooling").to(h.dtype).flatten(2)  # (B, C, h*w)
         f = h.reshape(n, C, ch // C, hh * ww)
         # a batched matrix product rather than a broadcast multiply: no (B, C, G, h, w) temporary
         pooled = torch.einsum("bcgp,bcp->bcg", f, m) / (m.sum(dim=-1, keepdim=True) + 1e-5)  # (B, C, G)

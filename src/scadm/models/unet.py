@@ -33,7 +33,8 @@ from ..conditions import Conditions
 from ..config import UNetConfig
 from ..nn.attention import SpatialTransformer
 from ..nn.embeddings import timestep_embedding
-from ..nn.resblocks import SPADE, Downsample, ResBlock, SPADEResBlock, Upsample, group_norm, resize_mask, zero_module
+from ..nn.masks import MaskPyramid
+from ..nn.resblocks import SPADE, Downsample, ResBlock, SPADEResBlock, Upsample, group_norm, zero_module
 
 
 class PreparedConditions(dict):
@@ -159,16 +160,12 @@ class SemanticUNet(nn.Module):
                 raise ValueError("this UNet uses SPADE: the conditions need a semantic mask")
             if cond.mask.shape[1] != self.cfg.num_classes:
                 raise ValueError(f"mask has {cond.mask.shape[1]} channels; this model expects {self.cfg.num_classes} classes")
-        # The mask at each feature size, resized once here (cfg.mask_resize), so SPADE and the
-        # attention receive it at their own size and need no resize of their own.
-        masks: dict[int, Tensor] = {}
+        # The mask at each feature size, resized once here (cfg.mask_resize): SPADE and the
+        # attention take it at their own size and never resize it themselves.
+        masks = None if cond.mask is None else MaskPyramid(cond.mask, self.cfg.mask_resize)
 
         def mask_at(ds: int) -> Tensor | None:
-            if cond.mask is None:
-                return None
-            if ds not in masks:
-                masks[ds] = resize_mask(cond.mask, (h // ds, w // ds), self.cfg.mask_resize)
-            return masks[ds]
+            return None if masks is None else masks.at((h // ds, w // ds))
 
         for module, ds in self._spade:
             prepared[module.cache_key] = module.prepare(mask_at(ds), (h // ds, w // ds))

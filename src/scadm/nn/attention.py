@@ -27,9 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .resblocks import resize_mask, zero_module
-
-CROSS_ATTENTION_MODES = ("plain", "masked", "masked_gather", "none")
+from .masks import check_mask_size
+from .resblocks import zero_module
 
 
 class Attention(nn.Module):
@@ -96,11 +95,11 @@ class PlainCrossAttention(CrossAttentionStrategy):
 def token_mask(mask: Tensor, size: tuple[int, int], token_classes: Tensor) -> Tensor:
     """(B, C, H, W) mask -> (B, P, N): how much pixel p may see token n (0 = not at all).
 
-    token_classes[n] is the class of token n, or -1 for a global token seen everywhere. A mask
-    already at `size` is used as it is: one-hot (1 = its class) or, after an area resize,
-    class fractions.
+    token_classes[n] is the class of token n, or -1 for a global token seen everywhere. The mask
+    comes at the feature size (see :mod:`scadm.nn.masks`): one-hot (1 = its class) or, after an
+    area resize, class fractions.
     """
-    m = resize_mask(mask, size).flatten(2).transpose(1, 2)  # (B, P, C)
+    m = check_mask_size(mask, size, "cross-attention").flatten(2).transpose(1, 2)  # (B, P, C)
     ones = torch.ones_like(m[..., :1])
     m = torch.cat([m, ones], dim=-1)  # index -1 -> the all-ones column
     return m[..., token_classes]  # (B, P, N)

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .masks import check_mask_size
+
 
 def group_norm(channels: int, eps: float = 1e-5, affine: bool = True) -> nn.GroupNorm:
     """GroupNorm with 32 groups (LDM's normalization()), computed in float32 under autocast."""
@@ -45,31 +47,14 @@ def zero_module(module: nn.Module) -> nn.Module:
     return module
 
 
-def resize_mask(mask: Tensor, size: tuple[int, int], mode: str = "nearest") -> Tensor:
-    """Resize a (B, C, H, W) one-hot mask to `size`.
-
-    ``nearest`` (the released code) keeps it one-hot: each pixel takes the class at one sampled
-    point, so a part thinner than the stride can vanish (at 64 px, the mouth is lost in a third
-    of the faces at 16x16). ``area`` averages: each pixel holds the fraction of it each class
-    covers (the channels still sum to 1), so every part keeps its weight.
-    """
-    if tuple(mask.shape[-2:]) == tuple(size):
-        return mask
-    if mode == "area":
-        return F.interpolate(mask, size=size, mode="area")
-    if mode != "nearest":
-        raise ValueError(f"mask resize mode must be nearest or area, not {mode!r}")
-    return F.interpolate(mask, size=size, mode="nearest")
-
-
 # ---------------------------------------------------------------------------
 # SPADE
 # ---------------------------------------------------------------------------
 class SPADE(nn.Module):
     """Spatially-adaptive (de)normalisation, SDM's SPADEGroupNorm.
 
-    mask (B, num_classes, H, W) -> nearest resize to the feature size -> shared 3x3 conv to
-    `hidden` + ReLU -> separate 3x3 convs for gamma and beta.
+    mask (B, num_classes, h, w) at the feature size (see :mod:`scadm.nn.masks`) -> shared 3x3
+    conv to `hidden` + ReLU -> separate 3x3 convs for gamma and beta.
     """
 
     def __init__(self, channels: int, num_classes: int, hidden: int = 128, eps: float = 1e-5) -> None:
@@ -81,8 +66,8 @@ class SPADE(nn.Module):
         self.cache_key = ""  # set by the UNet: where prepare() results live in the prepared dict
 
     def prepare(self, mask: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
-        """gamma, beta for a mask at feature size `size` (time-invariant)."""
-        actv = self.mlp_shared(resize_mask(mask, size).to(self.mlp_gamma.weight.dtype))
+        """gamma, beta for a mask already at the feature size `size` (time-invariant)."""
+        actv = self.mlp_shared(check_mask_size(mask, size, "SPADE").to(self.mlp_gamma.weight.dtype))
         return self.mlp_gamma(actv), self.mlp_beta(actv)
 
     def forward(self, x: Tensor, modulation: tuple[Tensor, Tensor]) -> Tensor:
