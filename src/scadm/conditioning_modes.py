@@ -29,10 +29,10 @@ over it (build, forward, save/load, null condition, dropout).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
-if TYPE_CHECKING:  # config imports this module for validation; the types are for reading only
-    from .config import ModelConfig
+#: a scadm.config.ModelConfig (config imports this module to validate, so it is not imported here)
+ModelConfig = Any
 
 __all__ = ["Component", "ConditioningMode", "COMPONENTS", "MODES", "NULL_CONDITIONS", "get_mode"]
 
@@ -55,16 +55,16 @@ class Component:
     #: tokens are per class (class-major, seen through the mask) or global (seen by every pixel)
     per_class: bool
     #: section -> (tokens, token size); tokens per class for per-class components
-    shape: Callable[[Any, "ModelConfig"], tuple[int, int]]
+    shape: Callable[[Any, ModelConfig], tuple[int, int]]
     #: section-level checks, run whenever the section is used
-    check: Callable[[Any, "ModelConfig"], None]
+    check: Callable[[Any, ModelConfig], None]
 
 
-def _style_shape(s: Any, cfg: "ModelConfig") -> tuple[int, int]:
+def _style_shape(s: Any, cfg: ModelConfig) -> tuple[int, int]:
     return (1, s.levels * s.style_dim) if s.layout == "concat" else (s.levels, s.style_dim)
 
 
-def _style_check(s: Any, cfg: "ModelConfig") -> None:
+def _style_check(s: Any, cfg: ModelConfig) -> None:
     if s.layout not in ("concat", "per_scale"):
         raise ValueError(f"style_encoder.layout must be concat or per_scale, not {s.layout!r}")
     if s.num_levels > s.num_down:
@@ -73,19 +73,19 @@ def _style_check(s: Any, cfg: "ModelConfig") -> None:
         raise ValueError("style_encoder.num_classes must equal unet.num_classes")
 
 
-def _mask_tokens_shape(m: Any, cfg: "ModelConfig") -> tuple[int, int]:
+def _mask_tokens_shape(m: Any, cfg: ModelConfig) -> tuple[int, int]:
     if m.variant == "m":
         return 1, m.dim
     h, w = cfg.image_size
     return (h // 32) * (w // 32), m.dim  # ResNet-18's last feature map, row-major
 
 
-def _mask_tokens_check(m: Any, cfg: "ModelConfig") -> None:
+def _mask_tokens_check(m: Any, cfg: ModelConfig) -> None:
     if m.variant not in ("m", "m_np"):
         raise ValueError(f"mask_encoder.variant must be 'm' or 'm_np', not {m.variant!r}")
 
 
-def _no_check(section: Any, cfg: "ModelConfig") -> None:
+def _no_check(section: Any, cfg: ModelConfig) -> None:
     return None
 
 
@@ -152,7 +152,7 @@ class ConditioningMode:
         return not self.has_tokens or self.null_keeps_mask(null_condition)
 
     # -------------------------------------------------------------- token layout
-    def token_layout(self, cfg: "ModelConfig") -> tuple[int, int, set[int]]:
+    def token_layout(self, cfg: ModelConfig) -> tuple[int, int, set[int]]:
         """(tokens per class, global tokens, token sizes) the encoder emits for `cfg`."""
         per_class, global_tokens, sizes = 0, 0, set()
         for section in self.components:
@@ -166,7 +166,7 @@ class ConditioningMode:
         return per_class, global_tokens, sizes
 
     # -------------------------------------------------------------- validation
-    def validate(self, cfg: "ModelConfig") -> None:
+    def validate(self, cfg: ModelConfig) -> None:
         """Check the conditioning sections and that the UNet is built for this mode's tokens."""
         c, u = cfg.conditioning, cfg.unet
         for section in self.components:
