@@ -86,7 +86,8 @@ def _input_image(pipe, path: Path):
 def reconstruct(
     image: Path = typer.Option(..., "--image", help="Face image."),
     mask: Path = typer.Option(..., "--mask", help="Its mask (id-map PNG or colour PNG in the label palette)."),
-    out: Path = OutOpt, *, model: Optional[Path], device: Optional[str], sampling: SamplingOptions, attributes: dict | None,
+    out: Path = OutOpt,
+    *, model: Optional[Path], device: Optional[str], sampling: SamplingOptions, attributes: dict | None,
 ) -> None:
     """Reconstruct a face from its own style and mask."""
     _need(image, "--image", "the face to reconstruct")
@@ -105,7 +106,8 @@ def swap(
     reference: Path = typer.Option(..., "--reference", help="Reference face image (its style is used)."),
     reference_mask: Path = typer.Option(None, "--reference-mask", help="Reference mask (styles are pooled with it)."),
     parts: Optional[str] = typer.Option(None, "--parts", help="Comma-separated parts to swap (e.g. l_eye,hair); all when omitted."),
-    out: Path = OutOpt, *, model: Optional[Path], device: Optional[str], sampling: SamplingOptions, attributes: dict | None,
+    out: Path = OutOpt,
+    *, model: Optional[Path], device: Optional[str], sampling: SamplingOptions, attributes: dict | None,
 ) -> None:
     """Total or partial style swap: the reference's style, the target's shape."""
     ins = [_need(target, "--target", "the target face"), _need(target_mask, "--target-mask", "the target's mask"),
@@ -126,7 +128,8 @@ def interpolate(
     reference: Path = typer.Option(..., "--reference"), reference_mask: Path = typer.Option(None, "--reference-mask"),
     parts: Optional[str] = typer.Option(None, "--parts", help="Parts to interpolate; all when omitted."),
     alphas: str = typer.Option("0,0.25,0.5,0.75,1", "--alphas", help="Comma-separated alphas (0 = target, 1 = reference)."),
-    out: Path = OutOpt, *, model: Optional[Path], device: Optional[str], sampling: SamplingOptions, attributes: dict | None,
+    out: Path = OutOpt,
+    *, model: Optional[Path], device: Optional[str], sampling: SamplingOptions, attributes: dict | None,
 ) -> None:
     """Interpolate part styles from the target (alpha 0) to the reference (alpha 1), paper Fig. 6."""
     ins = [_need(target, "--target", "the target face"), _need(target_mask, "--target-mask", "the target's mask"),
@@ -148,7 +151,8 @@ def interpolate(
 def generate(
     mask: Path = typer.Option(..., "--mask", help="The mask to generate faces for."),
     n: int = typer.Option(4, "--n", help="Number of samples."),
-    out: Path = OutOpt, *, model: Optional[Path], device: Optional[str], sampling: SamplingOptions, attributes: dict | None,
+    out: Path = OutOpt,
+    *, model: Optional[Path], device: Optional[str], sampling: SamplingOptions, attributes: dict | None,
 ) -> None:
     """Noise-based generation: random styles for a mask (no reference)."""
     _need(mask, "--mask", "the mask to generate for")
@@ -167,7 +171,8 @@ def mix(
     reference: Path = typer.Option(..., "--reference"), reference_mask: Path = typer.Option(None, "--reference-mask"),
     parts: str = typer.Option(..., "--parts", help="Parts that take the reference's style; the rest is random."),
     n: int = typer.Option(1, "--n", help="Number of samples."),
-    out: Path = OutOpt, *, model: Optional[Path], device: Optional[str], sampling: SamplingOptions, attributes: dict | None,
+    out: Path = OutOpt,
+    *, model: Optional[Path], device: Optional[str], sampling: SamplingOptions, attributes: dict | None,
 ) -> None:
     """Mixed generation: reference style for some parts, noise for the rest (paper Fig. 1b)."""
     ins = [_need(mask, "--mask", "the mask to generate with"), _need(reference, "--reference", "the reference face"),
@@ -184,7 +189,8 @@ def mix(
 def edit_mask(
     image: Path = typer.Option(..., "--image"), mask: Path = typer.Option(..., "--mask"),
     new_mask: Path = typer.Option(..., "--new-mask", help="The edited mask (same label set)."),
-    out: Path = OutOpt, *, model: Optional[Path], device: Optional[str], sampling: SamplingOptions, attributes: dict | None,
+    out: Path = OutOpt,
+    *, model: Optional[Path], device: Optional[str], sampling: SamplingOptions, attributes: dict | None,
 ) -> None:
     """Keep a face's styles, change its shape with an edited mask."""
     ins = [_need(image, "--image", "the face"), _need(mask, "--mask", "its mask"),
@@ -203,7 +209,8 @@ def swap_mask_parts(
     parts: str = typer.Option(..., "--parts", help="Parts to take from the donor, e.g. hair,l_eye."),
     image: Optional[Path] = typer.Option(None, "--image", help="A's face: keep its styles (SCA-DM models)."),
     n: int = typer.Option(1, "--n"),
-    out: Path = OutOpt, *, model: Optional[Path], device: Optional[str], sampling: SamplingOptions, attributes: dict | None,
+    out: Path = OutOpt,
+    *, model: Optional[Path], device: Optional[str], sampling: SamplingOptions, attributes: dict | None,
 ) -> None:
     """Mask component swapping (multi-conditioning paper Sec. 5): generate from A with B's parts."""
     from PIL import Image
