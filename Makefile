@@ -17,7 +17,7 @@ demo: setup
 	$(VENV)/bin/scadm demo --out demo
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest
 
 clean:
 	rm -rf demo .pytest_cache

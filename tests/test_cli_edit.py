@@ -99,6 +99,7 @@ def test_bad_inputs_give_one_line_errors(run_cli, tiny_model, tiny_faces, tmp_pa
     broken.mkdir()
     (broken / "config.json").write_text("{not json")
     (broken / "model.safetensors").write_bytes(b"junk")
+    (broken / "autoencoder").mkdir()
     r = run_cli("edit", "generate", "--mask", m0, "--model", broken, "--out", tmp_path / "o.png")
     assert one_line_error(r) and "config.json" in r.err
     r = run_cli("edit", "generate", "--mask", m0, "--model", tmp_path, "--out", tmp_path / "o.png")

@@ -194,4 +194,4 @@ def test_train_classifier_cli(tiny_dataset, tmp_path, run_cli):
     clf = load_classifier(out)
     assert clf.predict(torch.zeros(2, 3, 32, 32)).shape == (2, 40)
     r = run_cli("train-classifier", "--data", tiny_dataset / "nope", "--steps", 1, "--out", tmp_path / "c2")
-    assert r.code == 1 and "does not exist" in r.err
+    assert r.code == 1 and "no such dataset folder" in r.err

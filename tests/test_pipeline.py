@@ -169,7 +169,7 @@ def test_sampling_options_resolve_each_default_once():
     run = SamplingOptions(steps=3, guidance_scale=0.0, null_condition="style").resolve(model, noise_based=True)
     assert (run.steps, run.guidance_scale, run.null_condition) == (3, 0.0, "style")
     for bad, match in ((dict(steps=0), "steps"), (dict(guidance_scale=float("nan")), "guidance_scale"),
-                       (dict(eta=float("inf")), "eta"), (dict(null_condition="zero"), "null_condition")):
+                       (dict(eta=float("inf")), "eta"), (dict(null_condition="nonsense"), "null_condition")):
         with pytest.raises(ValueError, match=match):
             SamplingOptions(**bad).resolve(model)
 
@@ -204,4 +204,4 @@ def test_cli_sampling_flags_reach_the_sampler_as_one_options_object(run_cli, tin
     assert seen == [SamplingOptions(sampler="ddim", steps=2, guidance_scale=0.7, null_condition="full", seed=5,
                                     progress=True)]
     r = run_cli("edit", "generate", "--mask", m0, "--out", tmp_path / "g.png", "--model", tiny_model, "--steps", 0)
-    assert r.code == 1 and "steps must be a whole number >= 1" in r.err
+    assert r.code == 1 and "--steps 0: must be a whole number in [1, 10000]" in r.err

@@ -19,8 +19,9 @@ from typing import Any
 
 import yaml
 
+from . import checks
 from .conditioning_modes import MODES, NULL_CONDITIONS, get_mode
-from .diffusion.schedule import ScheduleConfig
+from .diffusion.schedule import ScheduleConfig, normalize_sampler
 from .nn.masks import MASK_RESIZE
 
 SCHEMA_VERSION = 1
@@ -200,12 +201,12 @@ class SamplingOptions:
         out.null_condition = self.null_condition or default_null
         out.noise_null_condition = None
         _check_choice("null_condition", out.null_condition, NULL_CONDITIONS)
-        if not isinstance(out.steps, int) or out.steps < 1:
-            raise ValueError(f"steps must be a whole number >= 1, got {out.steps!r}")
-        for name in ("eta", "guidance_scale"):
-            value = getattr(out, name)
-            if not math.isfinite(value) or value < 0 or value > 1e4:
-                raise ValueError(f"{name} must be a finite number in [0, 1e4], got {value!r}")
+        out.sampler = normalize_sampler(out.sampler)
+        out.steps = checks.integer(out.steps, "steps", lo=1, hi=10_000)
+        out.eta = checks.number(out.eta, "eta", lo=0, hi=1)
+        out.guidance_scale = checks.number(out.guidance_scale, "guidance_scale", lo=0, hi=1e4)
+        if out.clip_x0 is not None:
+            out.clip_x0 = checks.number(out.clip_x0, "clip_x0", lo=0)
         return out
 
     def seeds(self, batch: int) -> list[int]:
@@ -391,6 +392,36 @@ class AutoencoderTrainConfig:
     region_weight_from: int = 0
 
 
+#: the allowed range of each training number, (low, high), None = open; every float must also be finite
+_TRAIN_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "batch_size": (1, None), "grad_accum": (1, None), "base_lr": (0, 1), "lr": (0, 1), "weight_decay": (0, None),
+    "warmup_steps": (0, None), "max_steps": (1, None), "style_dropout": (0, 1), "mask_dropout": (0, 1),
+    "attribute_dropout": (0, 1), "p2_gamma": (0, None), "p2_k": (0, None), "region_weight_gamma": (0, None),
+    "ema_decay": (0, 1), "grad_clip": (0, None), "num_workers": (0, None), "log_every": (1, None),
+    "sample_every": (0, None), "checkpoint_every": (1, None), "keep_last": (1, None), "seed": (0, None),
+    "preview_steps": (1, None), "l1_weight": (0, None), "l2_weight": (0, None), "perceptual_weight": (0, None),
+    "codebook_weight": (0, None), "kl_weight": (0, None), "disc_start": (0, None), "disc_weight": (0, None),
+    "disc_channels": (1, None), "disc_layers": (1, None), "freeze_encoder_from": (0, None),
+    "region_weight_from": (0, None),
+}
+_TRAIN_CHOICES = {"lr_decay": ("none", "linear", "cosine"), "mixed_precision": ("auto", "no", "bf16", "fp16")}
+
+
+def _check_training(section: Any, where: str) -> None:
+    """Every number of a training section in its range, every choice known (before anything is built)."""
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if f.name in _TRAIN_CHOICES:
+            _check_choice(f"{where}.{f.name}", value, _TRAIN_CHOICES[f.name])
+        if value is None or isinstance(value, (bool, str)) or f.name not in _TRAIN_RANGES:
+            continue
+        lo, hi = _TRAIN_RANGES[f.name]
+        if isinstance(value, int):
+            checks.integer(value, f"{where}.{f.name}", lo=lo, hi=hi)
+        else:
+            checks.number(value, f"{where}.{f.name}", lo=lo, hi=hi)
+
+
 @dataclass
 class Recipe:
     """A whole recipe: the model, its first stage, and how to train each."""
@@ -415,18 +446,18 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
-def from_dict(cls: type, data: Any, where: str = "config") -> Any:
+def from_dict(cls: type, data: Any, where: str = "") -> Any:
     """Build dataclass `cls` from a mapping; unknown keys and wrong types are errors naming the key."""
     if data is None:
         return None
     if not isinstance(data, dict):
-        raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
+        raise ValueError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(names)}")
-    kwargs = {k: _coerce(hints[k], v, f"{where}.{k}") for k, v in data.items()}
+        raise ValueError(f"{where or 'config'}: unknown key(s) {unknown}; valid keys: {sorted(names)}")
+    kwargs = {k: _coerce(hints[k], v, f"{where}.{k}" if where else k) for k, v in data.items()}
     return cls(**kwargs)
 
 
@@ -447,7 +478,16 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             raise ValueError(f"{where}: expected a list, got {value!r}")
         inner = args[0] if args else Any
         return tuple(_coerce(inner, v, where) for v in value)
-    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+    if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                raise ValueError(f"{where}: expected a number, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ValueError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -481,7 +521,9 @@ def read_config_mapping(spec: str | Path) -> tuple[dict, str]:
             raise ValueError(f"unknown config {spec!r}: not a file and not a preset; presets: {', '.join(list_presets())}")
         path = candidate
     if not path.is_file():
-        raise FileNotFoundError(f"config file {path} does not exist")
+        hint = f"; for the preset write --config {path.stem}" if path.stem in list_presets() else ""
+        what = "is a folder, not a config file" if path.is_dir() else "does not exist"
+        raise FileNotFoundError(f"config file {path} {what}{hint}")
     try:
         data = json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())
     except Exception as exc:  # noqa: BLE001
@@ -499,14 +541,23 @@ def load_recipe(spec: str | Path | dict | Recipe) -> Recipe:
     is read as the ``model`` section.
     """
     if isinstance(spec, Recipe):
-        recipe = spec
-    else:
-        data, where = (spec, "config") if isinstance(spec, dict) else read_config_mapping(spec)
-        sections = {f.name for f in dataclasses.fields(Recipe)}
-        if not set(data) & sections:
-            data = {"model": data}
-        recipe = from_dict(Recipe, data, where)
+        return _validate_recipe(spec)
+    data, source = (spec, None) if isinstance(spec, dict) else read_config_mapping(spec)
+    sections = {f.name for f in dataclasses.fields(Recipe)}
+    if not set(data) & sections:
+        data = {"model": data}
+    try:
+        return _validate_recipe(from_dict(Recipe, data))
+    except ValueError as exc:
+        if source is None:
+            raise
+        raise ValueError(f"{source}: {exc}") from None
+
+
+def _validate_recipe(recipe: Recipe) -> Recipe:
     recipe.model.validate()
+    _check_training(recipe.training, "training")
+    _check_training(recipe.autoencoder_training, "autoencoder_training")
     if recipe.autoencoder.type not in ("vq", "kl"):
         raise ValueError(f"autoencoder.type must be vq or kl, not {recipe.autoencoder.type!r}")
     if recipe.autoencoder.downsample != recipe.model.latent_downsample:
@@ -524,7 +575,7 @@ def load_config(spec: str | Path | dict | ModelConfig) -> ModelConfig:
     if isinstance(spec, ModelConfig):
         return spec.validate()
     if isinstance(spec, dict) and "model" not in spec:
-        return from_dict(ModelConfig, spec, "config").validate()
+        return from_dict(ModelConfig, spec).validate()
     return load_recipe(spec).model
 
 

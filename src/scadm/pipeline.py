@@ -34,10 +34,12 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
+from . import checks
 from .conditioning_modes import ConditioningMode
 from .conditions import Conditions
 from .config import SamplingOptions
 from .diffusion import ClassifierFreeGuidance, NoiseSchedule, sample
+from .diffusion.sampling import NonFiniteSampleError
 from .labels import LabelSet
 from .models.autoencoder import FirstStage
 from .models.ldm import SemanticLDM
@@ -183,12 +185,11 @@ class SCADMPipeline:
     @classmethod
     def from_pretrained(cls, folder: str | Path | None = None, device: str | torch.device | None = None) -> "SCADMPipeline":
         """Load a model folder (config.json, model.safetensors, autoencoder/); None = the bundled model."""
-        folder = Path(folder) if folder is not None else default_model_folder()
+        folder = checks.model_folder(folder, "model") if folder is not None else default_model_folder()
+        if device is not None:
+            checks.device(str(device), "device")
         model = SemanticLDM.from_pretrained(folder)
-        ae = folder / "autoencoder"
-        if not ae.is_dir():
-            raise FileNotFoundError(f"{folder} has no autoencoder/ folder (the first stage, diffusers format)")
-        return cls(model, FirstStage.from_pretrained(ae, model.cfg.latent_scale), device)
+        return cls(model, FirstStage.from_pretrained(folder / "autoencoder", model.cfg.latent_scale), device)
 
     # ------------------------------------------------------------------ input handling
     @property
@@ -206,7 +207,7 @@ class SCADMPipeline:
             if isinstance(image, (str, Path)):
                 from .data.layout import load_image
 
-                arr = load_image(image)
+                arr = load_image(checks.input_file(image, "image", "image file"))
             elif isinstance(image, Image.Image):
                 arr = np.asarray(image.convert("RGB"))
             else:
@@ -221,7 +222,7 @@ class SCADMPipeline:
         if isinstance(mask, (str, Path)):
             from .data.layout import load_mask_file
 
-            ids = torch.from_numpy(load_mask_file(mask, self.label_set).astype(np.int64))
+            ids = torch.from_numpy(load_mask_file(checks.input_file(mask, "mask", "mask file"), self.label_set).astype(np.int64))
         elif isinstance(mask, Image.Image):
             arr = np.asarray(mask)
             ids = torch.from_numpy((self.label_set.from_colors(arr) if arr.ndim == 3 else arr).astype(np.int64))
@@ -314,11 +315,15 @@ class SCADMPipeline:
         gens = [torch.Generator(self.device).manual_seed(int(x)) for x in seeds]
         clip = run.clip_x0
         extra = {"clip_sample": True, "clip_sample_range": float(clip)} if clip and run.sampler in ("ddim", "ddpm") else None
-        z = sample(
-            model_fn, (b, self.cfg.latent_channels, *latent), prepared, self.schedule,
-            sampler=run.sampler, steps=run.steps, eta=run.eta,
-            generator=gens, device=self.device, progress=o.progress, scheduler_kwargs=extra,
-        )
+        try:
+            z = sample(
+                model_fn, (b, self.cfg.latent_channels, *latent), prepared, self.schedule,
+                sampler=run.sampler, steps=run.steps, eta=run.eta,
+                generator=gens, device=self.device, progress=o.progress, scheduler_kwargs=extra,
+            )
+        except NonFiniteSampleError as exc:
+            raise NonFiniteSampleError(f"{exc}, guidance s = {s:g} ({run.null_condition} null), clip_x0 {clip}; "
+                                       "nothing was written: lower the guidance scale or set clip_x0") from None
         x = self.first_stage.decode(z).clamp(-1, 1)
         return EditResult(to_pil(x), x, [m.cpu().numpy().astype(np.uint8) for m in ids],
                           {"seeds": seeds, "guidance_scale": s, "null_condition": run.null_condition})
@@ -485,7 +490,7 @@ class SCADMPipeline:
         donor's `parts` pasted in. With `image` (the face of `mask`) its styles are kept."""
         ids, donor_ids = self.load_mask(mask), self.load_mask(donor)
         mixed = torch.from_numpy(mix_mask_parts(ids[0].cpu().numpy(), donor_ids[0].cpu().numpy(),
-                                                self.parts(parts) or [])).to(self.device)[None]
+                                                self.parts(parts) or [])).long().to(self.device)[None]
         if image is not None:
             self._need_style("swap_mask_parts with an image")
             tokens = self.with_attributes(self.style_tokens(self.load_image(image), ids), self.attribute_vector(attributes, 1))

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .config import SamplingOptions
+from .tempfiles import remove_stale, temp_path
 
 
 def _shard() -> tuple[int, int]:
@@ -45,6 +46,7 @@ def run_sampling_job(data: str | Path, out: str | Path, *, mode: str = "reconstr
     rank, world = _shard()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale(out)  # images half-written by a killed earlier run
     mine = [(k, i) for k, i in enumerate(ids) if k % world == rank]
     todo = [(k, i) for k, i in mine if not (out / f"{i}.png").is_file()]
     printer(f"sample {mode}: {len(mine)} ids for process {rank}/{world}, {len(mine) - len(todo)} already done")
@@ -86,12 +88,14 @@ def run_sampling_job(data: str | Path, out: str | Path, *, mode: str = "reconstr
         else:
             raise ValueError(f"unknown mode {mode!r}")
         for (_, i), im in zip(chunk, result.images):
-            tmp = out / f".{i}.png.tmp"
+            tmp = temp_path(out / f"{i}.png")
             im.save(tmp, format="PNG")
             tmp.replace(out / f"{i}.png")
         bar.update(len(chunk))
         if mode == "partial-swap" and rank == 0 and world == 1:
-            parts_file.write_text(json.dumps(parts_done, indent=1))
+            tmp = temp_path(parts_file)
+            tmp.write_text(json.dumps(parts_done, indent=1))
+            tmp.replace(parts_file)
     bar.close()
     return {"done": len(todo), "skipped": len(mine) - len(todo)}
 

@@ -36,16 +36,31 @@ def _register_all() -> None:
 _register_all()
 
 
+def _command_words(args: list[str]) -> str:
+    """'scadm edit swap' for ['edit', 'swap', '--target', ...]: what was being done."""
+    words = []
+    for a in args:
+        if a.startswith("-"):
+            if words:
+                break
+            continue
+        words.append(a)
+        if len(words) == 2:
+            break
+    return " ".join(["scadm", *words])
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
     args = sys.argv[1:] if argv is None else argv
     common.DEBUG = "--debug" in args
+    common.show_warnings_as_lines()
     try:
         result = app(args=args, prog_name="scadm", standalone_mode=False)
     except SystemExit:
         raise
-    except BaseException as exc:  # noqa: BLE001 - click's usage errors and Exit come through here too
-        common.fail(exc)
+    except BaseException as exc:  # noqa: BLE001 - usage errors, Exit and every failure come through here
+        common.fail(exc, _command_words(args))
     else:
         if isinstance(result, int) and result:
             sys.exit(result)

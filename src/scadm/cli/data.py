@@ -2,33 +2,34 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import warnings
 from pathlib import Path
-from typing import Iterator, Optional, Tuple
+from typing import Optional, Tuple
 
 import typer
 
+from .. import checks
 from . import common
+from .options import ArgInDir, ArgOutDir, Choice, Integer, Number, OutDir, checked
 
 
-@contextlib.contextmanager
-def _one_line_warnings() -> Iterator[None]:
-    """Show Python warnings as one 'warning: ...' line each (no source lines)."""
-    old = warnings.showwarning
+def _size(value: str, name: str) -> str:
+    from ..data.layout import parse_size
 
-    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
-        common.err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True, markup=True)
-
-    warnings.showwarning = show
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("always")
-            warnings.showwarning = show
-            yield
-    finally:
-        warnings.showwarning = old
+        h, w = parse_size(value)
+    except ValueError:
+        raise ValueError(f"{name} {value!r}: give one number (square) or HxW, e.g. 64 or 64x96") from None
+    checks.integer(h, name, lo=8, hi=16384)
+    checks.integer(w, name, lo=8, hi=16384)
+    return value
+
+
+def _label_set(value: str, name: str) -> str:
+    from ..labels import get_label_set
+
+    get_label_set(value)  # a built-in name or a readable JSON/YAML file; its errors name it
+    return value
 
 
 def _print_report(report: dict, out: Path) -> None:
@@ -47,11 +48,12 @@ def _print_report(report: dict, out: Path) -> None:
 
 
 def synth(
-    n: int = typer.Option(1000, "--n", help="Number of faces."),
-    size: str = typer.Option("64", "--size", help="Image size: 64 or HxW such as 64x96."),
-    seed: int = typer.Option(0, "--seed", help="Generator seed."),
-    out: Path = typer.Option(..., "--out", help="Output folder (empty, or a previous synth output of the same arguments)."),
-    test_fraction: float = typer.Option(0.1, "--test-fraction", help="Fraction of faces taken from the held-out test range."),
+    n: int = Integer(1000, "--n", help="Number of faces.", lo=1, hi=10_000_000),
+    size: str = typer.Option("64", "--size", help="Image size: 64 or HxW such as 64x96.", callback=checked(_size)),
+    seed: int = Integer(0, "--seed", help="Generator seed.", lo=0),
+    out: Path = OutDir(..., "--out", help="Output folder (empty, or a previous synth output of the same arguments)."),
+    test_fraction: float = Number(0.1, "--test-fraction", help="Fraction of faces taken from the held-out test range.",
+                                  lo=0, hi=1),
 ) -> None:
     """Write procedural synthetic faces (images, labels, attributes, splits, styles.json)."""
     from ..data.synthetic import write_synthetic_dataset
@@ -69,46 +71,49 @@ prepare_app = typer.Typer(
 
 @prepare_app.command("celebamask-hq")
 def prepare_celebamask_hq_cmd(
-    raw_root: Path = typer.Argument(..., help="The unpacked CelebAMask-HQ release (never written to)."),
-    out: Path = typer.Argument(..., help="Output dataset folder."),
-    size: str = typer.Option("256", "--size", help="Output size: 256 or HxW."),
-    split: str = typer.Option("scadm", "--split", help="scadm (test 28000-29999) or ldm (25k train / 5k validation)."),
-    workers: int = typer.Option(1, "--workers", min=1, help="Parallel worker processes."),
+    raw_root: Path = ArgInDir("The unpacked CelebAMask-HQ release (never written to).", "CelebAMask-HQ folder"),
+    out: Path = ArgOutDir("Output dataset folder."),
+    size: str = typer.Option("256", "--size", help="Output size: 256 or HxW.", callback=checked(_size)),
+    split: str = Choice("scadm", "--split", help="scadm (test 28000-29999) or ldm (25k train / 5k validation).",
+                        options=("scadm", "ldm")),
+    workers: int = Integer(1, "--workers", help="Parallel worker processes.", lo=1, hi=256),
     split_files: Optional[Tuple[Path, Path]] = typer.Option(
-        None, "--split-files", help="TRAIN_TXT VAL_TXT: exact id lists (one k or k.jpg per line), e.g. LDM's celebahqtrain.txt celebahqvalidation.txt."
+        None, "--split-files", callback=checked(checks.input_file, "split file"),
+        help="TRAIN_TXT VAL_TXT: exact id lists (one k or k.jpg per line), e.g. LDM's celebahqtrain.txt celebahqvalidation.txt."
     ),
 ) -> None:
     """Prepare the raw CelebAMask-HQ release (merge part masks, resize, attributes, splits)."""
     from ..data.prepare import prepare_celebamask_hq
 
-    with _one_line_warnings():
-        report = prepare_celebamask_hq(raw_root, out, size=size, split=split, workers=workers, split_files=split_files)
+    report = prepare_celebamask_hq(raw_root, out, size=size, split=split, workers=workers, split_files=split_files)
     _print_report(report, out)
 
 
 @prepare_app.command("folder")
 def prepare_folder_cmd(
-    images: Path = typer.Argument(..., help="Folder of images <id>.png|jpg."),
-    labels: Path = typer.Argument(..., help="Folder of label maps <id>.png (class ids, or colours of the label set)."),
-    out: Path = typer.Argument(..., help="Output dataset folder."),
-    label_set: Optional[str] = typer.Option(None, "--labels", help="Label set: built-in name or JSON/YAML file (default celebamask-hq)."),
-    size: Optional[str] = typer.Option(None, "--size", help="S (square) or HxW; omitted = keep each image's size."),
-    test_fraction: float = typer.Option(0.1, "--test-fraction", help="Random fraction of ids for the test split."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the split."),
-    workers: int = typer.Option(1, "--workers", min=1, help="Parallel worker processes."),
+    images: Path = ArgInDir("Folder of images <id>.png|jpg.", "image folder"),
+    labels: Path = ArgInDir("Folder of label maps <id>.png (class ids, or colours of the label set).", "label folder"),
+    out: Path = ArgOutDir("Output dataset folder."),
+    label_set: Optional[str] = typer.Option(None, "--labels", callback=checked(_label_set),
+                                            help="Label set: built-in name or JSON/YAML file (default celebamask-hq)."),
+    size: Optional[str] = typer.Option(None, "--size", help="S (square) or HxW; omitted = keep each image's size.",
+                                       callback=checked(_size)),
+    test_fraction: float = Number(0.1, "--test-fraction", help="Random fraction of ids for the test split.", lo=0, hi=1),
+    seed: int = Integer(0, "--seed", help="Seed of the split.", lo=0),
+    workers: int = Integer(1, "--workers", help="Parallel worker processes.", lo=1, hi=256),
 ) -> None:
     """Prepare a folder of images and already-merged label maps (custom data, DeepFashion, ...)."""
     from ..data.prepare import prepare_folder
 
-    with _one_line_warnings():
-        report = prepare_folder(
-            images, labels, out, label_set=label_set, size=size, test_fraction=test_fraction, seed=seed, workers=workers
-        )
+    report = prepare_folder(
+        images, labels, out, label_set=label_set, size=size, test_fraction=test_fraction, seed=seed, workers=workers
+    )
     _print_report(report, out)
 
 
 def labels(
-    label_set: Optional[str] = typer.Option(None, "--labels", help="Built-in name or JSON/YAML file (default celebamask-hq)."),
+    label_set: Optional[str] = typer.Option(None, "--labels", callback=checked(_label_set),
+                                            help="Built-in name or JSON/YAML file (default celebamask-hq)."),
     as_json: bool = typer.Option(False, "--json", help="Print the label set as JSON."),
 ) -> None:
     """Print a label set: ids, names, colours and left/right pairs."""

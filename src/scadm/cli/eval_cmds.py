@@ -9,8 +9,36 @@ from typing import Optional
 
 import typer
 
-from .common import UserError, console
-from .options import DeviceOpt, ModelOpt, StepsOpt
+from .. import checks
+from .common import console
+from .options import Choice, DeviceOpt, InDir, InFileOrDir, Integer, ModelOpt, OutDir, OutFile, StepsOpt, checked
+
+
+def _step_list(value: str, name: str) -> list[int]:
+    items = [v for v in value.split(",") if v.strip()]
+    if not items:
+        raise ValueError(f"{name} {value!r}: give comma-separated step counts, e.g. 10,50")
+    return [checks.integer(v.strip(), name, lo=1, hi=10_000) for v in items]
+
+
+def _eta_list(value: str, name: str) -> list[float]:
+    items = [v for v in value.split(",") if v.strip()]
+    if not items:
+        raise ValueError(f"{name} {value!r}: give comma-separated eta values in [0, 1], e.g. 0,1")
+    return [checks.number(v.strip(), name, lo=0, hi=1) for v in items]
+
+
+DataOpt = InDir(..., "--data", help="Prepared dataset folder.", what="dataset folder")
+SplitOpt = typer.Option("test", "--split", help="The split to evaluate (its splits/<split>.txt).")
+NOpt = Integer(None, "--n", help="At most this many ids of the split.", lo=1)
+WorkOpt = OutDir(Path("runs/eval"), "--out", help="Work folder: generated images (reused), JSON, markdown.")
+ParserOpt = InFileOrDir(None, "--parser", help="Parser run folder or 79999_iter.pth (default: the model's parser/).")
+InceptionOpt = InFileOrDir(None, "--inception", help="weights-inception-2015-12-05-6726825d.pth (FID/KID).")
+LpipsVggOpt = InFileOrDir(None, "--lpips-vgg", help="vgg16-397923af.pth (LPIPS backbone).")
+LpipsLinOpt = InFileOrDir(None, "--lpips-lin", help="the lpips wheel's v0.1/vgg.pth (LPIPS linear heads).")
+SamplesOpt = Integer(10, "--samples", help="diversity: samples per mask.", lo=2, hi=10_000)
+SeedOpt = Integer(0, "--seed", help="Seed: image k uses seed + k.", lo=0)
+JsonOpt = OutFile(None, "--json", help="Write the JSON report here.")
 
 eval_app = typer.Typer(help="Evaluate a model with the papers' protocols (JSON + markdown + plots).", no_args_is_help=True)
 
@@ -40,13 +68,13 @@ def default_parser(model_folder: Path | None) -> Path | None:
 @eval_app.command("synthetic")
 def synthetic(
     model: Optional[Path] = ModelOpt,
-    n: int = typer.Option(200, "--n", help="Held-out synthetic faces."),
-    parser: Optional[Path] = typer.Option(None, "--parser", help="Parser for noise_miou_ratio (default: the model's parser/)."),
+    n: int = Integer(200, "--n", help="Held-out synthetic faces.", lo=2, hi=1_000_000),
+    parser: Optional[Path] = ParserOpt,
     steps: Optional[int] = StepsOpt,
-    seed: int = typer.Option(0, "--seed"),
-    batch_size: int = typer.Option(16, "--batch-size"),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the JSON report here."),
-    report_dir: Optional[Path] = typer.Option(None, "--report-dir", help="Also write report.md and per_part.png here."),
+    seed: int = SeedOpt,
+    batch_size: int = Integer(16, "--batch-size", help="Faces per sampling batch.", lo=1, hi=4096),
+    json_out: Optional[Path] = JsonOpt,
+    report_dir: Optional[Path] = OutDir(None, "--report-dir", help="Also write report.json, report.md and per_part.png here."),
     device: Optional[str] = DeviceOpt,
 ) -> None:
     """The synthetic ground-truth benchmark of controllability (see scadm.eval.controllability)."""
@@ -60,8 +88,6 @@ def synthetic(
     from ..eval.reporting import plot_per_part, synthetic_markdown, write_json
     from ..pipeline import SCADMPipeline
 
-    if n < 2:
-        raise UserError(f"--n {n}: give at least 2 faces")
     pipe = SCADMPipeline.from_pretrained(model, device=device)
     parser_path = parser or default_parser(model)
     parser_net = load_parser(parser_path).to(pipe.device).eval() if parser_path else None
@@ -95,19 +121,18 @@ def synthetic(
 @eval_app.command("timing")
 def timing(
     model: Optional[Path] = ModelOpt,
-    sampler: str = typer.Option("ddim", "--sampler"),
-    steps: str = typer.Option("50", "--steps", help="Comma-separated step counts."),
-    batch_size: int = typer.Option(1, "--batch-size"),
-    repeats: int = typer.Option(3, "--repeats"),
-    json_out: Optional[Path] = typer.Option(None, "--json"),
+    sampler: str = Choice("ddim", "--sampler", help="ddim, ddpm or dpm++.", options=("ddim", "ddpm", "dpm++")),
+    steps: str = typer.Option("50", "--steps", help="Comma-separated step counts, e.g. 10,50.", callback=checked(_step_list)),
+    batch_size: int = Integer(1, "--batch-size", help="Images per call.", lo=1, hi=4096),
+    repeats: int = Integer(3, "--repeats", help="Timed calls per setting (after one warm-up).", lo=1, hi=1000),
+    json_out: Optional[Path] = JsonOpt,
     device: Optional[str] = DeviceOpt,
 ) -> None:
     """Seconds per image and per step (noise-based generation with guidance off, and reconstruction with guidance on)."""
     from ..eval.protocols import timing_protocol
     from ..eval.reporting import markdown_table, write_json
 
-    step_list = [int(s) for s in steps.split(",") if s.strip()]
-    rows = timing_protocol(model, sampler=sampler, steps=step_list, batch_size=batch_size, repeats=repeats, device=device)
+    rows = timing_protocol(model, sampler=sampler, steps=steps, batch_size=batch_size, repeats=repeats, device=device)
     console.print(markdown_table(rows, list(rows[0].keys())))
     if json_out:
         write_json({"command": _command(), "rows": rows}, Path(json_out))
@@ -167,20 +192,21 @@ def _finish(result: dict, name: str, json_out: Optional[Path], work: Path) -> No
 
 def _protocol_command(name: str):
     def command(
-        data: Path = typer.Option(..., "--data", help="Prepared dataset folder."),
+        data: Path = DataOpt,
         model: Optional[Path] = ModelOpt,
-        split: str = typer.Option("test", "--split"),
-        n: Optional[int] = typer.Option(None, "--n", help="At most this many ids of the split."),
-        out: Path = typer.Option(Path("runs/eval"), "--out", help="Work folder: generated images (reused), JSON, markdown."),
-        parser: Optional[Path] = typer.Option(None, "--parser", help="Parser run folder or 79999_iter.pth (mIoU)."),
-        inception: Optional[Path] = typer.Option(None, "--inception", help="weights-inception-2015-12-05-6726825d.pth."),
-        lpips_vgg: Optional[Path] = typer.Option(None, "--lpips-vgg", help="vgg16-397923af.pth (LPIPS backbone)."),
-        lpips_lin: Optional[Path] = typer.Option(None, "--lpips-lin", help="the lpips wheel's v0.1/vgg.pth."),
+        split: str = SplitOpt,
+        n: Optional[int] = NOpt,
+        out: Path = WorkOpt,
+        parser: Optional[Path] = ParserOpt,
+        inception: Optional[Path] = InceptionOpt,
+        lpips_vgg: Optional[Path] = LpipsVggOpt,
+        lpips_lin: Optional[Path] = LpipsLinOpt,
         steps: Optional[int] = StepsOpt,
-        steps_list: str = typer.Option("50,100,200,1000", "--steps-list", help="noise: the DDIM step counts."),
-        samples: int = typer.Option(10, "--samples", help="diversity: samples per mask."),
-        seed: int = typer.Option(0, "--seed"),
-        json_out: Optional[Path] = typer.Option(None, "--json"),
+        steps_list: str = typer.Option("50,100,200,1000", "--steps-list", help="noise: the DDIM step counts.",
+                                       callback=checked(_step_list)),
+        samples: int = SamplesOpt,
+        seed: int = SeedOpt,
+        json_out: Optional[Path] = JsonOpt,
         device: Optional[str] = DeviceOpt,
     ) -> None:
         from ..config import SamplingOptions
@@ -195,8 +221,7 @@ def _protocol_command(name: str):
             result = P.swap_protocol(scorer, data, work, model, sampling, partial=name == "partial-swap",
                                      printer=console.print)
         elif name == "noise":
-            result = P.noise_protocol(scorer, data, work, model, sampling, [int(s) for s in steps_list.split(",")],
-                                      console.print)
+            result = P.noise_protocol(scorer, data, work, model, sampling, steps_list, console.print)
             _plot_noise(result, work)
         else:
             result = P.diversity_protocol(scorer, model, sampling, samples)
@@ -238,22 +263,23 @@ def _plot_noise(result: dict, work: Path) -> None:
 
 @eval_app.command("conditioning")
 def conditioning(
-    data: Path = typer.Option(..., "--data", help="Prepared dataset folder (with attributes.csv for attribute models)."),
+    data: Path = DataOpt,
     model: Optional[Path] = ModelOpt,
-    split: str = typer.Option("test", "--split"),
-    n: Optional[int] = typer.Option(None, "--n"),
-    out: Path = typer.Option(Path("runs/eval"), "--out"),
-    eta: str = typer.Option("0,1", "--eta", help="DDIM eta values: 0 = 'd.', 1 = 's.'."),
-    classifier: Optional[Path] = typer.Option(None, "--classifier", help="A `scadm train-classifier` run (attribute accuracy)."),
-    parser: Optional[Path] = typer.Option(None, "--parser", help="Parser (mask accuracy, mIoU)."),
-    inception: Optional[Path] = typer.Option(None, "--inception"),
-    lpips_vgg: Optional[Path] = typer.Option(None, "--lpips-vgg"),
-    lpips_lin: Optional[Path] = typer.Option(None, "--lpips-lin"),
-    diversity_masks: int = typer.Option(20, "--diversity-conditions", help="Conditions for the diversity column."),
-    samples: int = typer.Option(10, "--samples"),
+    split: str = SplitOpt,
+    n: Optional[int] = NOpt,
+    out: Path = WorkOpt,
+    eta: str = typer.Option("0,1", "--eta", help="DDIM eta values: 0 = 'd.', 1 = 's.'.", callback=checked(_eta_list)),
+    classifier: Optional[Path] = InDir(None, "--classifier", help="A `scadm train-classifier` run (attribute accuracy).",
+                                       what="classifier run folder"),
+    parser: Optional[Path] = ParserOpt,
+    inception: Optional[Path] = InceptionOpt,
+    lpips_vgg: Optional[Path] = LpipsVggOpt,
+    lpips_lin: Optional[Path] = LpipsLinOpt,
+    diversity_masks: int = Integer(20, "--diversity-conditions", help="Conditions for the diversity column.", lo=0),
+    samples: int = SamplesOpt,
     steps: Optional[int] = StepsOpt,
-    seed: int = typer.Option(0, "--seed"),
-    json_out: Optional[Path] = typer.Option(None, "--json"),
+    seed: int = SeedOpt,
+    json_out: Optional[Path] = JsonOpt,
     device: Optional[str] = DeviceOpt,
 ) -> None:
     """The multi-conditioning paper's Table 4: FID, KID, attribute acc., mask acc., mIoU, LPIPS."""
@@ -264,7 +290,7 @@ def conditioning(
     scorer = _scorer(model, data, split, n, parser, inception, lpips_vgg, lpips_lin, device)
     clf = load_classifier(classifier).eval() if classifier else None
     rows = []
-    for e in [float(x) for x in eta.split(",")]:
+    for e in eta:
         rows.append(conditioning_protocol(scorer, Path(out), model, SamplingOptions(steps=steps, seed=seed), eta=e,
                                           classifier=clf, diversity_masks=diversity_masks if e == 1.0 else 0,
                                           samples=samples, printer=console.print))

@@ -10,41 +10,53 @@ from typing import Iterator, Optional
 import typer
 
 from .common import UserError, console, err_console
+from .options import DeviceOpt, InDir, InFile, Integer, Number, OutDir, checked
+
+
+def _recipe(value: str, name: str):
+    """--config: the preset or file, loaded and every value checked while the command line is parsed."""
+    from ..config import load_recipe
+
+    return load_recipe(value)
+
+
+ConfigOpt = typer.Option(..., "--config", "-c", callback=checked(_recipe),
+                         help="Preset name (e.g. synthetic-64, paper-256) or YAML recipe.")
+DataOpt = InDir(..., "--data", help="Dataset folder in the canonical layout.", what="dataset folder")
+ResumeOpt = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint.")
+DryRunOpt = typer.Option(False, "--dry-run", help="Print the resolved config and exit.")
 
 
 def train_autoencoder_cmd(
-    config: str = typer.Option(..., "--config", "-c", help="Preset name or YAML recipe (its autoencoder sections are used)."),
-    data: Path = typer.Option(..., "--data", help="Dataset folder in the canonical layout."),
-    out: Path = typer.Option(..., "--out", help="Run folder (checkpoints, logs, autoencoder/)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Override autoencoder_training.max_steps."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and exit."),
+    recipe: str = ConfigOpt,
+    data: Path = DataOpt,
+    out: Path = OutDir(..., "--out", help="Run folder (checkpoints, logs, autoencoder/)."),
+    resume: bool = ResumeOpt,
+    max_steps: Optional[int] = Integer(None, "--max-steps", help="Override autoencoder_training.max_steps.", lo=1),
+    dry_run: bool = DryRunOpt,
 ) -> None:
-    """Train the first stage (VQ or KL autoencoder) and report PSNR/SSIM on the test split."""
-    from ..config import load_recipe
+    """Train the first stage (VQ or KL autoencoder) and report PSNR/SSIM on the test split (--config: its autoencoder sections)."""
     from ..train.autoencoder import train_autoencoder
 
-    recipe = load_recipe(config)
     train_autoencoder(recipe.autoencoder, recipe.autoencoder_training, data, out,
                       image_size=tuple(recipe.model.image_size), resume=resume, max_steps=max_steps,
                       dry_run=dry_run, printer=console.print)
 
 
 def train_cmd(
-    config: str = typer.Option(..., "--config", "-c", help="Preset name (e.g. synthetic-64, paper-256) or YAML recipe."),
-    data: Path = typer.Option(..., "--data", help="Dataset folder in the canonical layout."),
-    out: Path = typer.Option(..., "--out", help="Run folder (checkpoints, samples, loss curve, model/)."),
-    autoencoder: Optional[Path] = typer.Option(None, "--autoencoder", help="First-stage folder (diffusers format); default: the config's."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Override training.max_steps."),
+    recipe: str = ConfigOpt,
+    data: Path = DataOpt,
+    out: Path = OutDir(..., "--out", help="Run folder (checkpoints, samples, loss curve, model/)."),
+    autoencoder: Optional[Path] = InDir(None, "--autoencoder", help="First-stage folder (diffusers format); default: the config's.",
+                                        what="first-stage folder"),
+    resume: bool = ResumeOpt,
+    max_steps: Optional[int] = Integer(None, "--max-steps", help="Override training.max_steps.", lo=1),
     cache_latents: Optional[bool] = typer.Option(None, "--cache-latents/--no-cache-latents", help="Encode the training set once."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and exit."),
+    dry_run: bool = DryRunOpt,
 ) -> None:
     """Train the latent diffusion model (UNet + condition encoder). Works under torchrun / accelerate launch."""
-    from ..config import load_recipe
     from ..train.diffusion import train_diffusion
 
-    recipe = load_recipe(config)
     train_diffusion(recipe, data, out, autoencoder=autoencoder, resume=resume, max_steps=max_steps,
                     cache_latents=cache_latents, dry_run=dry_run, printer=console.print)
 
@@ -88,12 +100,12 @@ def _check_out(out: Path, names: tuple[str, ...]) -> None:
 
 
 # the options the parser and the classifier share
-_SizeOpt = typer.Option(None, "--size", help="Train/test at this square size (default: stored size).")
-_BatchOpt = typer.Option(32, "--batch-size", min=1, help="Batch size.")
-_SeedOpt = typer.Option(0, "--seed", help="Seed.")
-_WorkersOpt = typer.Option(0, "--workers", min=0, help="DataLoader worker processes.")
-_DeviceOpt = typer.Option(None, "--device", help="cpu / cuda (default: cuda when available).")
-_ThreadsOpt = typer.Option(None, "--threads", min=1, help="CPU threads for torch (default: torch's choice; 1 is often fastest on a busy small machine).")
+_SizeOpt = Integer(None, "--size", help="Train/test at this square size (default: stored size).", lo=8, hi=4096)
+_BatchOpt = Integer(32, "--batch-size", help="Batch size.", lo=1, hi=4096)
+_SeedOpt = Integer(0, "--seed", help="Seed.", lo=0)
+_WorkersOpt = Integer(0, "--workers", help="DataLoader worker processes.", lo=0, hi=256)
+_ThreadsOpt = Integer(None, "--threads", help="CPU threads for torch (default: torch's choice; 1 is often fastest on a busy small machine).",
+                      lo=1, hi=1024)
 
 
 def _train_network(kind: str, out: Optional[Path], threads: Optional[int], train, **kwargs) -> tuple[dict, Path]:
@@ -106,13 +118,13 @@ def _train_network(kind: str, out: Optional[Path], threads: Optional[int], train
 
 
 def train_parser_cmd(
-    data: Path = typer.Option(..., "--data", help="Prepared dataset folder (train and test splits)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/parser-<time>)."),
-    steps: int = typer.Option(3000, "--steps", min=1, help="Training steps."),
+    data: Path = InDir(..., "--data", help="Prepared dataset folder (train and test splits).", what="dataset folder"),
+    out: Optional[Path] = OutDir(None, "--out", help="Run folder (default runs/parser-<time>)."),
+    steps: int = Integer(3000, "--steps", help="Training steps.", lo=1),
     size: Optional[int] = _SizeOpt, batch_size: int = _BatchOpt,
-    lr: float = typer.Option(3e-3, "--lr", help="Peak learning rate (AdamW, one-cycle cosine)."),
-    width: int = typer.Option(24, "--width", min=4, help="Base width of the compact U-Net."),
-    seed: int = _SeedOpt, workers: int = _WorkersOpt, device: Optional[str] = _DeviceOpt,
+    lr: float = Number(3e-3, "--lr", help="Peak learning rate (AdamW, one-cycle cosine).", lo=1e-12, hi=10),
+    width: int = Integer(24, "--width", help="Base width of the compact U-Net.", lo=4, hi=1024),
+    seed: int = _SeedOpt, workers: int = _WorkersOpt, device: Optional[str] = DeviceOpt,
     threads: Optional[int] = _ThreadsOpt,
 ) -> None:
     """Train the compact face parser; reports test-split mIoU and pixel accuracy (the ceiling for generated images)."""
@@ -129,13 +141,14 @@ def train_parser_cmd(
 
 
 def train_classifier_cmd(
-    data: Path = typer.Option(..., "--data", help="Prepared dataset folder with attributes.csv."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/classifier-<time>)."),
-    steps: int = typer.Option(2000, "--steps", min=1, help="Training steps."),
+    data: Path = InDir(..., "--data", help="Prepared dataset folder with attributes.csv.", what="dataset folder"),
+    out: Optional[Path] = OutDir(None, "--out", help="Run folder (default runs/classifier-<time>)."),
+    steps: int = Integer(2000, "--steps", help="Training steps.", lo=1),
     size: Optional[int] = _SizeOpt, batch_size: int = _BatchOpt,
-    lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate (AdamW, one-cycle cosine)."),
-    init: Optional[Path] = typer.Option(None, "--init", help="Local torchvision resnet18-f37072fd.pth to start from (never downloaded)."),
-    seed: int = _SeedOpt, workers: int = _WorkersOpt, device: Optional[str] = _DeviceOpt,
+    lr: float = Number(1e-3, "--lr", help="Peak learning rate (AdamW, one-cycle cosine).", lo=1e-12, hi=10),
+    init: Optional[Path] = InFile(None, "--init", help="Local torchvision resnet18-f37072fd.pth to start from (never downloaded).",
+                                  what="weight file"),
+    seed: int = _SeedOpt, workers: int = _WorkersOpt, device: Optional[str] = DeviceOpt,
     threads: Optional[int] = _ThreadsOpt,
 ) -> None:
     """Train the ResNet-18 attribute classifier (40 attributes, BCE); reports mean test accuracy."""

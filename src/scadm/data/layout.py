@@ -20,7 +20,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -29,6 +28,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..labels import CELEBAMASK_HQ, LabelSet, get_label_set, load_label_set
+from ..tempfiles import temp_path
 
 __all__ = [
     "DataWarning",
@@ -83,8 +83,11 @@ def open_image(path: str | Path) -> Image.Image:
     are refused rather than decoded.
     """
     path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: file does not exist")
+        raise ValueError(f"{path}: is a folder, not an image file")
+    img = None
     try:
         with warnings.catch_warnings():
             # Treat the bomb *warning* (over MAX_IMAGE_PIXELS) as an error too: such files are
@@ -92,18 +95,28 @@ def open_image(path: str | Path) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(path)
             img.load()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ValueError(
-            f"{path}: refused as a possible decompression bomb ({exc}); "
-            "raise PIL.Image.MAX_IMAGE_PIXELS only if you trust the file"
-        ) from None
-    except UnidentifiedImageError:
-        raise ValueError(f"{path}: not an image file (corrupt, or a format Pillow cannot read); replace or remove it") from None
-    except OSError as exc:  # truncated data, broken chunks
-        raise ValueError(f"{path}: image file is truncated or corrupt ({exc}); replace or remove it") from None
-    except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad file
-        raise ValueError(f"{path}: cannot decode image ({exc.__class__.__name__}: {exc})") from None
+    except BaseException as exc:
+        if img is not None:  # a failed decode must not leave the file open
+            img.close()
+        error = _decode_error(path, exc)
+        if error is exc:
+            raise
+        raise error from None
     return img
+
+
+def _decode_error(path: Path, exc: BaseException) -> BaseException:
+    """The one-line error for an image that would not open or decode (KeyboardInterrupt and the like pass)."""
+    if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return ValueError(f"{path}: refused as a possible decompression bomb ({exc}); "
+                          "raise PIL.Image.MAX_IMAGE_PIXELS only if you trust the file")
+    if isinstance(exc, UnidentifiedImageError):
+        return ValueError(f"{path}: not an image file (corrupt, or a format Pillow cannot read); replace or remove it")
+    if isinstance(exc, OSError):  # truncated data, broken chunks
+        return ValueError(f"{path}: image file is truncated or corrupt ({exc}); replace or remove it")
+    if isinstance(exc, Exception):  # any decoder failure is a bad file
+        return ValueError(f"{path}: cannot decode image ({exc.__class__.__name__}: {exc})")
+    return exc
 
 
 def _to_rgb(img: Image.Image, source: str) -> np.ndarray:
@@ -200,9 +213,9 @@ def _all_in_palette(rgb: np.ndarray, ls: LabelSet) -> bool:
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write then rename, so an interrupted run never leaves a half-written file behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = temp_path(path)  # named with this process's id: a killed run's is removed by the next (remove_stale)
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with open(tmp, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)
     except BaseException:

@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 from ..labels import CELEBAMASK_HQ, CELEBAMASK_HQ_PART_ORDER, LabelSet, get_label_set
+from ..tempfiles import remove_stale
 from .layout import (
     IMAGE_EXTENSIONS,
     load_image,
@@ -112,7 +113,8 @@ def _guard(job_key: str, body: Callable[[], None]) -> dict:
             res = {"id": job_key, "status": status or "done"}
         except (ValueError, FileNotFoundError, OSError) as exc:
             res = {"id": job_key, "status": "skipped", "reason": str(exc)}
-    res["warnings"] = [str(w.message) for w in caught if not issubclass(w.category, DeprecationWarning)]
+    # data warnings only: Python's own (unclosed files, deprecations) are not the user's business
+    res["warnings"] = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
     return res
 
 
@@ -288,6 +290,12 @@ def celebamask_split(ids: Iterable[int], split: str = "scadm", split_files: Sequ
     return [i for i in ids if i < lo], [i for i in ids if lo <= i < 30000]
 
 
+def _remove_debris(out: Path) -> None:
+    """Half-written files of a killed earlier run into `out` (see scadm.tempfiles)."""
+    for folder in (out, out / "images", out / "labels", out / "splits"):
+        remove_stale(folder)
+
+
 def prepare_celebamask_hq(
     raw_root: str | Path,
     out: str | Path,
@@ -327,6 +335,7 @@ def prepare_celebamask_hq(
         raise PrepareError(f"{raw / IMG_DIR}: no images named <k>.jpg; is this the CelebAMask-HQ release?")
 
     out.mkdir(parents=True, exist_ok=True)
+    _remove_debris(out)
     write_text_atomic(out / "prepare.json", json.dumps(manifest, indent=2) + "\n")
     jobs = [(k, found.get(k, raw / IMG_DIR / f"{k}.jpg"), raw / MASK_DIR, out, hw) for k in ids]
     results = _run(_celeba_job, jobs, workers, "celebamask-hq", progress)
@@ -410,6 +419,7 @@ def prepare_folder(
         raise PrepareError(f"{images}: no images found (expected <id>{'|'.join(IMAGE_EXTENSIONS)} files)")
 
     out.mkdir(parents=True, exist_ok=True)
+    _remove_debris(out)
     write_text_atomic(out / "prepare.json", json.dumps(manifest, indent=2) + "\n")
     jobs = [(k, p, labels / f"{k}.png", out, hw, ls) for k, p in by_key.items()]
     results = _run(_folder_job, jobs, workers, "folder", progress)

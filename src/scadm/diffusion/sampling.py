@@ -16,7 +16,7 @@ from torch import Tensor
 from .objective import randn
 from .schedule import NoiseSchedule, normalize_sampler
 
-__all__ = ["sample", "timesteps_for", "build_scheduler"]
+__all__ = ["sample", "timesteps_for", "build_scheduler", "NonFiniteSampleError"]
 
 ModelFn = Callable[[Tensor, Tensor, Any], Tensor]
 Generator = torch.Generator | list[torch.Generator] | None
@@ -51,6 +51,10 @@ def build_scheduler(sampler: str, steps: int, schedule: NoiseSchedule, device=No
 def timesteps_for(sampler: str, steps: int, schedule: NoiseSchedule, **kw: Any) -> Tensor:
     """The (descending) timestep sequence ``sample`` visits, as a LongTensor on CPU."""
     return build_scheduler(sampler, steps, schedule, **kw).timesteps.detach().cpu().long()
+
+
+class NonFiniteSampleError(ValueError):
+    """The reverse process produced nan or inf; the message names the step and the sampler settings."""
 
 
 @torch.no_grad()
@@ -128,6 +132,12 @@ def sample(
         else:
             x = scheduler.step(eps, t, x).prev_sample
         x = x.to(dtype)
+        if not torch.isfinite(x).all():
+            raise NonFiniteSampleError(
+                f"sampling produced non-finite latents at step {i + 1} of {len(timesteps)} (t = {t_int}; "
+                f"{name}, {steps} steps, eta {eta:g})"
+            )
         if callback is not None:
             callback(i, t_int, x)
     return x
+

@@ -50,7 +50,11 @@ class Scorer:
         from PIL import Image
 
         ids = ids or self.ids
-        arr = np.stack([np.asarray(Image.open(folder / f"{i}.png").convert("RGB")) for i in ids])
+        def read(path: Path) -> np.ndarray:
+            with Image.open(path) as im:
+                return np.asarray(im.convert("RGB"))
+
+        arr = np.stack([read(folder / f"{i}.png") for i in ids])
         return torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 127.5 - 1
 
     # -------------------------------------------------------------- metrics

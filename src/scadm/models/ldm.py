@@ -82,7 +82,10 @@ class SemanticLDM(nn.Module):
             data = json.loads(cfg_path.read_text())
         except json.JSONDecodeError as exc:
             raise ValueError(f"{cfg_path}: not valid JSON ({exc})") from None
-        cfg = load_config(from_dict(ModelConfig, data, str(cfg_path)))
+        try:
+            cfg = load_config(from_dict(ModelConfig, data))
+        except ValueError as exc:
+            raise ValueError(f"{cfg_path}: {exc}") from None
         model = cls(cfg)
         try:
             sd = load_file(str(w_path), device=str(map_location))

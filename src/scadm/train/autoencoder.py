@@ -30,7 +30,7 @@ from ..models.autoencoder import FirstStage, build_autoencoder
 from ..models.discriminator import PatchDiscriminator
 from .batches import GlobalBatchSampler, make_accelerator, sample_generator
 from .checkpoints import Checkpoints, rng_state, set_rng_state
-from .log import TrainLog, progress_bar
+from .log import TrainLog, check_finite, progress_bar
 from .lr_schedule import LR_DECAYS, lr_factor
 
 
@@ -162,6 +162,7 @@ def train_autoencoder(
                 g_loss = -disc(x_rec).mean()
                 d_weight = adaptive_weight(nll, g_loss, last_layer, tc.disc_weight)
                 loss = loss + d_weight * g_loss
+        check_finite({"loss": loss.item()}, step + 1, out)
         opt_ae.zero_grad(set_to_none=True)
         acc.backward(loss)
         opt_ae.step()

@@ -12,17 +12,21 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from ..tempfiles import remove_stale, temp_path
+
 
 class Checkpoints:
     """RUN/checkpoints/step-XXXXXXX folders, written atomically, the last k kept.
 
     A checkpoint is first written to a hidden temporary folder and renamed into place only
-    when complete; a crash mid-write leaves the previous checkpoint untouched and loadable.
+    when complete; a crash mid-write leaves the previous checkpoint untouched and loadable, and
+    the next run in the folder removes the temporary (see :mod:`scadm.tempfiles`).
     """
 
     def __init__(self, run_dir: Path, keep_last: int = 3) -> None:
         self.root = Path(run_dir) / "checkpoints"
         self.keep_last = max(1, keep_last)
+        remove_stale(self.root)  # half-written checkpoints of killed runs
 
     def list(self) -> list[Path]:
         if not self.root.is_dir():
@@ -38,7 +42,7 @@ class Checkpoints:
         """tensors: file stem -> state dict (safetensors); objects: file stem -> torch-saveable (optimizer)."""
         self.root.mkdir(parents=True, exist_ok=True)
         final = self.root / f"step-{step:07d}"
-        tmp = self.root / f".tmp-step-{step:07d}-{os.getpid()}"
+        tmp = temp_path(final)
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         for stem, sd in tensors.items():

@@ -31,7 +31,7 @@ from ..models.ldm import SemanticLDM, export_model
 from .batches import GlobalBatchSampler, make_accelerator, sample_generator
 from .checkpoints import Checkpoints, rng_state, set_rng_state
 from .ema import EMA
-from .log import TrainLog, progress_bar
+from .log import TrainLog, check_finite, progress_bar
 from .lr_schedule import lr_factor
 from .paths import resolve_path
 
@@ -200,13 +200,14 @@ def train_diffusion(
                 acc.backward(loss / tc.grad_accum)
             loss_sum += loss.item() / tc.grad_accum
             mse_sum += info["mse_per_sample"].mean().item() / tc.grad_accum
+        done = step + 1
+        last = {"loss": _mean_across(acc, loss_sum), "mse": _mean_across(acc, mse_sum), "lr": optimizer.param_groups[0]["lr"]}
+        check_finite(last, done, out)  # every process sees the same mean: all stop together
         if tc.grad_clip > 0:
             acc.clip_grad_norm_(model.parameters(), tc.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         ema.update(model)
-        done = step + 1
-        last = {"loss": _mean_across(acc, loss_sum), "mse": _mean_across(acc, mse_sum), "lr": optimizer.param_groups[0]["lr"]}
         bar.update(1)
         bar.set_postfix(loss=f"{last['loss']:.4f}")
         if done % tc.log_every == 0 or done == tc.max_steps:

@@ -95,3 +95,18 @@ def progress_bar(total: int, initial: int, enabled: bool, desc: str):
 
     return tqdm(total=total, initial=initial, disable=not enabled, desc=desc, unit="step", dynamic_ncols=True,
                 smoothing=0.05)
+
+
+class TrainingDiverged(ValueError):
+    """A training loss became nan or inf: the run stops before the bad step is applied or exported."""
+
+
+def check_finite(values: dict[str, float], step: int, run_dir: Path) -> None:
+    """Stop the run (one line, nothing exported) when a logged loss is not finite."""
+    bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+    if bad:
+        what = ", ".join(f"{k} {v}" for k, v in bad.items())
+        raise TrainingDiverged(
+            f"training diverged at step {step} ({what}); the step was not applied and nothing was exported; "
+            f"checkpoints in {run_dir} are kept: lower the learning rate or set grad_clip, then --resume"
+        )
