@@ -18,6 +18,13 @@ Every operation works on style tokens (one row per class, or L rows per class fo
 Inputs: images and masks as file paths, PIL images, numpy arrays or tensors; masks as id
 maps or colour images in the label set's palette. Randomness is per image: image i of a call
 uses ``seed + i`` (or ``seeds[i]``), so a batch gives the same images as one-by-one calls.
+
+Photos (:mod:`scadm.photos`): a file or PIL image that is not at the model's size, a face
+given without its mask (``Face(image)``), or a :class:`~scadm.photos.Photo` (``pipe.photo``)
+is a photo: its mask is parsed when not given (the parser rule of :meth:`SCADMPipeline.face_parser`),
+its face framed and cut out at the model's size, and the result's ``photos`` are the edits
+pasted back into the full-resolution photo, changing only the edited region. Arrays and
+tensors are crops (resized to the model's size with a warning), as before.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ from .diffusion.sampling import NonFiniteSampleError
 from .labels import LabelSet
 from .models.autoencoder import FirstStage
 from .models.ldm import SemanticLDM
+from .photos import Framing, Photo
 
 ImageLike = Union[str, Path, Image.Image, np.ndarray, Tensor]
 MaskLike = Union[str, Path, Image.Image, np.ndarray, Tensor]
@@ -68,20 +76,46 @@ def default_model_folder() -> Path:
 # ---------------------------------------------------------------------------
 @dataclass
 class Face:
-    """An image and its semantic mask (class ids in the model's label set)."""
+    """An image and its semantic mask (class ids in the model's label set); without a mask it is parsed."""
 
-    image: ImageLike
-    mask: MaskLike
+    image: ImageLike | Photo
+    mask: MaskLike | None = None
 
 
 @dataclass
 class EditResult:
-    """Generated images (PIL and a (B, 3, H, W) tensor in [-1, 1]) and the masks used (class ids)."""
+    """Generated images (PIL and a (B, 3, H, W) tensor in [-1, 1]) and the masks used (class ids).
+
+    For an edit of a photo, ``sources[i]`` is the :class:`~scadm.photos.Photo` image i was cut
+    from and ``edited[i]`` the class ids it edited (None: the whole face's square); ``photos``
+    are the results pasted back into it at full resolution.
+    """
 
     images: list[Image.Image]
     tensors: Tensor
     masks: list[np.ndarray]
     info: dict[str, Any] = field(default_factory=dict)
+    sources: list[Photo | None] = field(default_factory=list)
+    edited: list[list[int] | None] = field(default_factory=list)
+    _pasted: list[Image.Image] | None = field(default=None, repr=False)
+
+    @property
+    def photos(self) -> list[Image.Image]:
+        """Each result pasted back into its full-resolution photo (only the edited region changes); [] for crops."""
+        if self._pasted is None:
+            from .photos import paste_back
+
+            self._pasted = [Image.fromarray(paste_back(src, im, parts))
+                            for im, src, parts in zip(self.images, self.sources, self.edited) if src is not None]
+        return self._pasted
+
+    def with_photos(self, sources: Sequence[Photo | None], edited: Sequence[list[int] | None]) -> "EditResult":
+        """This result, knowing the photo each image belongs to and what it edited (one entry or one per image)."""
+        n = len(self.images)
+        self.sources = list(sources) * n if len(sources) == 1 else list(sources)
+        self.edited = list(edited) * n if len(edited) == 1 else list(edited)
+        self._pasted = None
+        return self
 
 
 def to_pil(x: Tensor) -> list[Image.Image]:
@@ -172,8 +206,11 @@ def mix_mask_parts(mask: np.ndarray, donor: np.ndarray, parts: Iterable[int]) ->
 class SCADMPipeline:
     """Reference-based, partial, interpolated, noise-based and mixed face generation."""
 
-    def __init__(self, model: SemanticLDM, first_stage: FirstStage, device: str | torch.device | None = None) -> None:
+    def __init__(self, model: SemanticLDM, first_stage: FirstStage, device: str | torch.device | None = None,
+                 parser: Any = None, model_folder: str | Path | None = None, framing: Framing = Framing()) -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.parser_spec, self.model_folder, self.framing = parser, model_folder, framing
+        self._face_parser: Any = None
         self.model = model.eval().requires_grad_(False).to(self.device)
         self.first_stage = first_stage.eval().requires_grad_(False).to(self.device)
         self.cfg = model.cfg
@@ -183,13 +220,104 @@ class SCADMPipeline:
         self.label_set: LabelSet = model.label_set
 
     @classmethod
-    def from_pretrained(cls, folder: str | Path | None = None, device: str | torch.device | None = None) -> "SCADMPipeline":
-        """Load a model folder (config.json, model.safetensors, autoencoder/); None = the bundled model."""
+    def from_pretrained(cls, folder: str | Path | None = None, device: str | torch.device | None = None,
+                        parser: Any = None, framing: Framing = Framing()) -> "SCADMPipeline":
+        """Load a model folder (config.json, model.safetensors, autoencoder/); None = the bundled model.
+
+        `parser`: the face parser for photos given without a mask (see :meth:`face_parser`).
+        """
         folder = checks.model_folder(folder, "model") if folder is not None else default_model_folder()
         if device is not None:
             checks.device(str(device), "device")
+        if isinstance(parser, (str, Path)):
+            parser = _parser_path(parser, "parser")
         model = SemanticLDM.from_pretrained(folder)
-        return cls(model, FirstStage.from_pretrained(folder / "autoencoder", model.cfg.latent_scale), device)
+        return cls(model, FirstStage.from_pretrained(folder / "autoencoder", model.cfg.latent_scale), device,
+                   parser=parser, model_folder=folder, framing=framing)
+
+    # ------------------------------------------------------------------ photos
+    @property
+    def face_parser(self) -> Any:
+        """The :class:`~scadm.photos.FaceParser` for photos without a mask, or None. One rule: the
+        ``parser`` given to the pipeline (``--parser``), else ``$SCADM_PARSER``, else the model
+        folder's own ``parser/`` (the bundled model's: its compact synthetic-face parser), else none."""
+        if self._face_parser is None:
+            from .photos import load_face_parser, resolve_parser
+
+            found = resolve_parser(self.parser_spec, self.model_folder)
+            if found is not None:
+                spec, where = found
+                name = f"{spec} ({where})" if isinstance(spec, (str, Path)) else where
+                self._face_parser = load_face_parser(spec, self.label_set, self._square_side(), self.device, name)
+        return self._face_parser
+
+    def _square_side(self) -> int:
+        h, w = self.image_size
+        return max(h, w)
+
+    def photo(self, image: ImageLike, mask: MaskLike | None = None, framing: Framing | None = None) -> Photo:
+        """A photo made ready for this model: mask given or parsed, face framed and cut out (scadm.photos)."""
+        from .photos import no_parser_error, prepare_photo
+
+        parser = None
+        if mask is None:
+            parser = self.face_parser
+            if parser is None:
+                raise no_parser_error(str(image) if isinstance(image, (str, Path)) else "the photo")
+        return prepare_photo(image, mask, size=self.image_size, label_set=self.label_set, parser=parser,
+                             framing=framing or self.framing)
+
+    def is_photo(self, image: Any, mask: Any) -> bool:
+        """A photo rather than a crop: a Photo, an image without a mask, or a file / PIL image not at the model's size."""
+        if isinstance(image, Photo) or mask is None:
+            if isinstance(image, Tensor):
+                raise ValueError("a tensor image needs its mask; give a file, PIL image or uint8 array to have it parsed")
+            return True
+        if not self.frames_faces:
+            return False
+        if isinstance(image, (str, Path)):
+            from .data.layout import open_image
+
+            with open_image(checks.input_file(image, "image", "image file")) as im:
+                size = im.size
+        elif isinstance(image, Image.Image):
+            size = image.size
+        else:
+            return False
+        return tuple(size[::-1]) != self.image_size
+
+    @property
+    def frames_faces(self) -> bool:
+        """Whether photos can be framed: the model's label set is a face label set (it has skin)."""
+        return "skin" in self.label_set.names
+
+    def _input(self, image: Any, mask: Any) -> tuple[Tensor, Tensor, Photo | None]:
+        """An image and its mask as (1, 3, H, W), (1, H, W) at the model's size, and the Photo they come from."""
+        if not self.is_photo(image, mask):
+            return self.load_image(image), self.load_mask(mask), None
+        photo = image if isinstance(image, Photo) else self.photo(image, mask)
+        return self.load_image(photo.crop), self.load_mask(photo.crop_mask), photo
+
+    def generation_mask(self, mask: Any) -> tuple[Tensor, Photo | None]:
+        """A generation mask: a Face / Photo (framed; the result is pasted into it), a mask file or PIL
+        image not at the model's size (framed by its face), or a crop's mask."""
+        if isinstance(mask, (Face, Photo)):
+            _, ids, photo = self._face(mask)
+            return ids, photo
+        if isinstance(mask, (str, Path, Image.Image)):
+            from .photos import face_class_ids, frame_mask, read_mask
+
+            arr = read_mask(checks.input_file(mask, "mask", "mask file") if isinstance(mask, (str, Path)) else mask,
+                            self.label_set)
+            if arr.shape != self.image_size and self.frames_faces:
+                if not np.isin(arr, face_class_ids(self.label_set)).any():
+                    h, w = arr.shape
+                    raise ValueError(f"{mask}: a {w}x{h} mask, not at the model's size, is framed by its face (any size "
+                                     "or aspect ratio), but this one has no face pixels (skin, eyes, mouth ...); give "
+                                     f"a mask of a face, or one at {self.image_size[1]}x{self.image_size[0]}")
+                arr, _ = frame_mask(arr, self.image_size, self.label_set, self.framing, name=str(mask))
+            return self.load_mask(arr), None
+        return self.load_mask(mask), None
 
     # ------------------------------------------------------------------ input handling
     @property
@@ -254,12 +382,12 @@ class SCADMPipeline:
     def one_hot(self, ids: Tensor) -> Tensor:
         return F.one_hot(ids, self.label_set.num_classes).permute(0, 3, 1, 2).float()
 
-    def _face(self, face: Face | tuple) -> tuple[Tensor, Tensor]:
+    def _face(self, face: Face | tuple | Photo) -> tuple[Tensor, Tensor, Photo | None]:
+        if isinstance(face, Photo):
+            return self._input(face, None)
         if isinstance(face, tuple):
             face = Face(*face)
-        if face.mask is None:
-            raise ValueError("a reference or target face needs its mask (pass Face(image, mask))")
-        return self.load_image(face.image), self.load_mask(face.mask)
+        return self._input(face.image, face.mask)
 
     def parts(self, parts: Iterable[str | int] | str | None) -> list[int] | list[list[int]] | None:
         """Part names or ids -> class ids (None stays None = every part; one list per image stays per image)."""
@@ -389,26 +517,29 @@ class SCADMPipeline:
             raise ValueError(f"{what} needs style tokens; this model uses {self.mode.name!r} conditioning")
 
     # ------------------------------------------------------------------ operations
-    def reconstruct(self, image: ImageLike | Sequence[ImageLike], mask: MaskLike | Sequence[MaskLike],
+    def reconstruct(self, image: ImageLike | Sequence[ImageLike], mask: MaskLike | Sequence[MaskLike] | None = None,
                     attributes: Any = None, sampling: SamplingOptions | None = None, **overrides: Any) -> EditResult:
-        """Style and mask from the same face (paper Sec. 4.1)."""
+        """Style and mask from the same face (paper Sec. 4.1). A photo's whole face square is pasted back."""
         self._need_style("reconstruct")
-        x, ids = self._batch(image, mask)
+        x, ids, photos = self._batch(image, mask)
         tokens = self.with_attributes(self.style_tokens(x, ids), self.attribute_vector(attributes, ids.shape[0]))
-        return self.generate_from_tokens(ids, tokens, _sampling(sampling, overrides))
+        return self.generate_from_tokens(ids, tokens, _sampling(sampling, overrides)).with_photos(photos, [None])
 
     def swap(self, target: Face | tuple | Sequence, reference: Face | tuple | Sequence,
              parts: Iterable[str | int] | str | None = None, attributes: Any = None,
              sampling: SamplingOptions | None = None, **overrides: Any) -> EditResult:
-        """Total (parts=None) or partial style swap (Sec. 4.2, 4.3): reference style, target mask."""
+        """Total (parts=None) or partial style swap (Sec. 4.2, 4.3): reference style, target mask.
+
+        A target photo gets back its whole face square (total swap) or only the swapped parts.
+        """
         self._need_style("swap")
-        (tx, tids), (rx, rids) = self._faces(target), self._faces(reference)
+        (tx, tids, photos), (rx, rids, _) = self._faces(target), self._faces(reference)
         classes = self.parts(parts)
         tokens = swap_tokens(self.style_tokens(tx, tids), self.style_tokens(rx, rids), classes, self.token_classes)
         tokens = self.with_attributes(tokens, self.attribute_vector(attributes, tids.shape[0]))
         result = self.generate_from_tokens(tids, tokens, _sampling(sampling, overrides))
         result.info["parts"] = classes
-        return result
+        return result.with_photos(photos, classes if _per_image(classes) else [classes])
 
     def interpolate(self, target: Face | tuple, reference: Face | tuple,
                     parts: Iterable[str | int] | str | None = None,
@@ -419,7 +550,7 @@ class SCADMPipeline:
         Returns one image per alpha, all with the same seed (so only the style moves).
         """
         self._need_style("interpolate")
-        (tx, tids), (rx, rids) = self._faces(target), self._faces(reference)
+        (tx, tids, photos), (rx, rids, _) = self._faces(target), self._faces(reference)
         if tids.shape[0] != 1:
             raise ValueError("interpolate takes one target and one reference")
         classes = self.parts(parts)
@@ -431,9 +562,9 @@ class SCADMPipeline:
         opts = dataclasses.replace(opts, seed=[base] * len(alphas))
         result = self.generate_from_tokens(tids.expand(len(alphas), -1, -1), tokens, opts)
         result.info.update(alphas=list(map(float, alphas)), parts=classes)
-        return result
+        return result.with_photos(photos, [classes])
 
-    def generate(self, mask: MaskLike | None = None, n: int = 1, attributes: Any = None,
+    def generate(self, mask: MaskLike | Face | Photo | None = None, n: int = 1, attributes: Any = None,
                  sampling: SamplingOptions | None = None, **overrides: Any) -> EditResult:
         """Noise-based generation (Sec. 4.4): the empty style, n samples for one mask.
 
@@ -442,78 +573,126 @@ class SCADMPipeline:
         nothing to guide; with 'full' (Eq. 4 as written: empty style and zero mask, for models
         trained with mask dropout) the samples are guided towards the mask. Token-conditioned models
         (attributes / mask tokens) generate from their conditions, guided by the config's scale; an
-        unconditional model needs no mask.
+        unconditional model needs no mask. `mask` may be a photo (``Face(image)``, ``pipe.photo``):
+        its mask is used and each sample's face square is pasted back into it.
         """
+        photo = None
         if mask is None:
             if self.mode.has_tokens or self.cfg.unet.spade_parts:
                 raise ValueError("this model needs a mask to generate from")
             ids = torch.zeros(n, *self.image_size, dtype=torch.long, device=self.device)
         else:
-            ids = self.load_mask(mask)
+            ids, photo = self.generation_mask(mask)
         if ids.shape[0] == 1:
             ids = ids.expand(n, -1, -1)
         attrs = self.attribute_vector(attributes, ids.shape[0])
         cond = self.model.conditions(self.one_hot(ids), None, attrs)  # the empty style, for style models
         return self.generate_from_conditions(ids, cond, _sampling(sampling, overrides), style_image=False,
-                                             attributes=attrs is not None, noise_based=True)
+                                             attributes=attrs is not None, noise_based=True).with_photos([photo], [None])
 
-    def mix(self, mask: MaskLike, reference: Face | tuple | Sequence, parts: Iterable[str | int] | str,
+    def mix(self, mask: MaskLike | Face | Photo, reference: Face | tuple | Sequence, parts: Iterable[str | int] | str,
             n: int = 1, attributes: Any = None, sampling: SamplingOptions | None = None,
             **overrides: Any) -> EditResult:
         """Reference style for the named parts, noise (the empty style) for the rest (Fig. 1b).
 
-        A batch of masks (B, H, W) may come with one reference per mask.
+        A batch of masks (B, H, W) may come with one reference per mask. With a photo as `mask`
+        (``Face(image)``, ``pipe.photo``), only the named parts are pasted back into it.
         """
         self._need_style("mix")
-        ids = self.load_mask(mask)
-        rx, rids = self._faces(reference)
+        ids, photo = self.generation_mask(mask)
+        rx, rids, _ = self._faces(reference)
         ids = ids.expand(n, -1, -1) if ids.shape[0] == 1 else ids
         empty = self.style_tokens(None, ids)
         ref = self.style_tokens(rx, rids).expand(ids.shape[0], -1, -1)
-        tokens = swap_tokens(empty, ref, self.parts(parts), self.token_classes)
+        classes = self.parts(parts)
+        tokens = swap_tokens(empty, ref, classes, self.token_classes)
         tokens = self.with_attributes(tokens, self.attribute_vector(attributes, ids.shape[0]))
-        return self.generate_from_tokens(ids, tokens, _sampling(sampling, overrides))
+        result = self.generate_from_tokens(ids, tokens, _sampling(sampling, overrides))
+        return result.with_photos([photo], classes if _per_image(classes) else [classes])
 
-    def edit_mask(self, image: ImageLike, mask: MaskLike, new_mask: MaskLike, attributes: Any = None,
-                  sampling: SamplingOptions | None = None, **overrides: Any) -> EditResult:
-        """Keep the face's styles, change its shape: tokens from (image, mask), generated with new_mask."""
+    def edit_mask(self, image: ImageLike | Photo, mask: MaskLike | None = None, new_mask: MaskLike | None = None,
+                  attributes: Any = None, sampling: SamplingOptions | None = None, **overrides: Any) -> EditResult:
+        """Keep the face's styles, change its shape: tokens from (image, mask), generated with new_mask.
+
+        For a photo, `new_mask` is an edited mask of the whole photo (the same size; `scadm parse`
+        writes one to edit), cut with the face's square; the whole square is pasted back.
+        """
         self._need_style("edit_mask")
-        x, ids = self.load_image(image), self.load_mask(mask)
-        new_ids = self.load_mask(new_mask)
+        if new_mask is None:
+            raise ValueError("edit_mask needs new_mask, the edited mask")
+        x, ids, photo = self._input(image, mask)
+        if photo is not None:
+            new_ids = self.load_mask(photo.with_mask(_mask_array(new_mask, self.label_set)))
+        else:
+            new_ids = self.load_mask(new_mask)
         tokens = self.with_attributes(self.style_tokens(x, ids), self.attribute_vector(attributes, 1))
-        return self.generate_from_tokens(new_ids, tokens, _sampling(sampling, overrides))
+        return self.generate_from_tokens(new_ids, tokens, _sampling(sampling, overrides)).with_photos([photo], [None])
 
-    def swap_mask_parts(self, mask: MaskLike, donor: MaskLike, parts: Iterable[str | int] | str,
-                        image: ImageLike | None = None, n: int = 1, attributes: Any = None,
+    def swap_mask_parts(self, mask: MaskLike | None, donor: MaskLike, parts: Iterable[str | int] | str,
+                        image: ImageLike | Photo | None = None, n: int = 1, attributes: Any = None,
                         sampling: SamplingOptions | None = None, **overrides: Any) -> EditResult:
         """Mask component swapping (multi-conditioning paper Sec. 5): generate from `mask` with the
-        donor's `parts` pasted in. With `image` (the face of `mask`) its styles are kept."""
-        ids, donor_ids = self.load_mask(mask), self.load_mask(donor)
+        donor's `parts` pasted in. With `image` (the face of `mask`) its styles are kept; a photo's
+        mask may be left out (parsed), and its whole face square is pasted back."""
+        photo = None
+        if image is not None:
+            x, ids, photo = self._input(image, mask)
+        elif mask is None:
+            raise ValueError("swap_mask_parts needs a mask, or an image to parse one from")
+        else:
+            ids, _ = self.generation_mask(mask)
+        donor_ids, _ = self.generation_mask(donor)
         mixed = torch.from_numpy(mix_mask_parts(ids[0].cpu().numpy(), donor_ids[0].cpu().numpy(),
                                                 self.parts(parts) or [])).long().to(self.device)[None]
         if image is not None:
             self._need_style("swap_mask_parts with an image")
-            tokens = self.with_attributes(self.style_tokens(self.load_image(image), ids), self.attribute_vector(attributes, 1))
+            tokens = self.with_attributes(self.style_tokens(x, ids), self.attribute_vector(attributes, 1))
             result = self.generate_from_tokens(mixed.expand(n, -1, -1), tokens.expand(n, -1, -1),
                                                _sampling(sampling, overrides))
         else:
             result = self.generate(mixed, n=n, attributes=attributes, sampling=_sampling(sampling, overrides))
         result.info["mixed_mask"] = mixed[0].cpu().numpy().astype(np.uint8)
-        return result
+        return result.with_photos([photo], [None])
 
     # ------------------------------------------------------------------ batching helpers
-    def _batch(self, images: Any, masks: Any) -> tuple[Tensor, Tensor]:
-        """Single inputs or equal-length sequences -> (B, 3, H, W), (B, H, W)."""
+    def _batch(self, images: Any, masks: Any) -> tuple[Tensor, Tensor, list[Photo | None]]:
+        """Single inputs or equal-length sequences -> (B, 3, H, W), (B, H, W), the photo of each (or None)."""
         if isinstance(images, (list, tuple)) and not isinstance(images, Face):
+            if masks is None:
+                masks = [None] * len(images)
             if not isinstance(masks, (list, tuple)) or len(masks) != len(images):
                 raise ValueError("give as many masks as images")
-            xs = [self.load_image(i) for i in images]
-            ms = [self.load_mask(m) for m in masks]
-            return torch.cat(xs), torch.cat(ms)
-        return self.load_image(images), self.load_mask(masks)
+            items = [self._input(i, m) for i, m in zip(images, masks)]
+        else:
+            items = [self._input(images, masks)]
+        return torch.cat([i[0] for i in items]), torch.cat([i[1] for i in items]), [i[2] for i in items]
 
-    def _faces(self, faces: Any) -> tuple[Tensor, Tensor]:
-        if isinstance(faces, Face) or (isinstance(faces, tuple) and len(faces) == 2 and not isinstance(faces[0], (Face, tuple))):
-            return self._face(faces)
-        pairs = [self._face(f) for f in faces]
-        return torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
+    def _faces(self, faces: Any) -> tuple[Tensor, Tensor, list[Photo | None]]:
+        if isinstance(faces, (Face, Photo)) or (isinstance(faces, tuple) and len(faces) == 2
+                                                and not isinstance(faces[0], (Face, tuple, Photo))):
+            items = [self._face(faces)]
+        else:
+            items = [self._face(f) for f in faces]
+        return torch.cat([i[0] for i in items]), torch.cat([i[1] for i in items]), [i[2] for i in items]
+
+
+def _mask_array(mask: Any, label_set: LabelSet) -> np.ndarray:
+    """A mask file, PIL image or array as (H, W) ids (tensors as their first image)."""
+    from .photos import read_mask
+
+    if isinstance(mask, (str, Path)):
+        return read_mask(checks.input_file(mask, "new_mask", "mask file"), label_set, str(mask))
+    if isinstance(mask, Tensor):
+        mask = mask.cpu().numpy()
+        mask = mask[0] if mask.ndim == 3 else mask
+    return read_mask(mask, label_set)
+
+
+def _parser_path(path: str | Path, name: str) -> Path:
+    """A face parser path checked at the door: a BiSeNet file or a compact-parser folder."""
+    from .photos import _parser_hint
+
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise FileNotFoundError(f"{name} {p}: no such parser file; {_parser_hint()}")
+    return checks.input_dir(p, name, "parser folder") if p.is_dir() else checks.input_file(p, name, "parser file")

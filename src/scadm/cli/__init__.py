@@ -27,9 +27,9 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show full traceback
 
 
 def _register_all() -> None:
-    from . import data, edit, eval_cmds, model, train
+    from . import data, edit, eval_cmds, model, parse, train
 
-    for module in (model, data, train, edit, eval_cmds):
+    for module in (model, data, train, edit, parse, eval_cmds):
         module.register(app)
 
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..labels import FACE_PARSING_TO_OFFICIAL
+from ..labels import CELEBAMASK_HQ, FACE_PARSING_NAMES, FACE_PARSING_TO_OFFICIAL
 from ..nn.resnet import ResNet18
 from .metrics import ConfusionMatrix
 from .weights import MissingWeightsError, load_state_dict, load_strict
@@ -171,6 +171,11 @@ class BiSeNetParser(nn.Module):
         self.num_classes = net.n_classes
         self.num_features = 256
 
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        """The class names of ``parse``'s ids (the official CelebAMask-HQ order unless disabled)."""
+        return CELEBAMASK_HQ.names if self.official_order else FACE_PARSING_NAMES
+
     @classmethod
     def from_file(cls, path: str | os.PathLike, **kwargs) -> "BiSeNetParser":
         return cls(load_bisenet(path), **kwargs)
@@ -314,6 +319,8 @@ def _load_compact(folder: Path) -> CompactParser:
     model = CompactParser(**meta["config"])
     load_strict(model, load_file(str(weights)), str(weights))
     model.label_names = tuple(meta.get("label_set", {}).get("classes", ()))
+    size = meta.get("size")  # the side it was trained at (None: the data's own size, not recorded)
+    model.input_size = int(max(size)) if size else None
     model.metrics = meta.get("metrics", {})
     return model.eval()
 
