@@ -261,7 +261,9 @@ def test_a_part_thinner_than_every_stride_has_a_style_only_with_area_resize(mode
     recoloured = image.clone()
     recoloured[:, :, 5, 4:28] = -image[:, :, 5, 4:28]  # only the lip's pixels change
     tokens = [model.conditions(mask, im).tokens for im in (image, recoloured)]
-    token_moved = (tokens[0][0, 11] - tokens[1][0, 11]).abs().max().item() > 1e-6
+    # exactly unchanged when the lip is missing from every level's mask (its token is then tanh(bias));
+    # the change can be small otherwise (2e-7 with the released block skip join and these weights)
+    token_moved = (tokens[0][0, 11] - tokens[1][0, 11]).abs().max().item() > 0
     edited = tokens[0].clone()
     edited[:, 11] += 1.0
     z, t = torch.randn(1, 3, 8, 8), torch.tensor([500])

@@ -24,10 +24,16 @@ from .conditioning_modes import MODES, NULL_CONDITIONS, get_mode
 from .diffusion.schedule import ScheduleConfig, normalize_sampler
 from .nn.masks import MASK_RESIZE
 
-SCHEMA_VERSION = 1
+#: 2: style_encoder.skip_join exists; a schema-1 config (every model saved before it) that lacks it
+#: is read as "per_class", the join those models were trained with (see StyleEncoderConfig.skip_join)
+SCHEMA_VERSION = 2
+
+#: style_encoder.skip_join: "block" (released code: all decoder channels, then all skip channels)
+#: or "per_class" (each class's decoder and skip channels side by side)
+SKIP_JOINS = ("block", "per_class")
 
 __all__ = [
-    "SCHEMA_VERSION", "AutoencoderConfig", "AttributeEncoderConfig", "MaskEncoderConfig", "UNetConfig", "StyleEncoderConfig", "ConditioningConfig", "SamplingConfig", "SamplingOptions",
+    "SCHEMA_VERSION", "SKIP_JOINS", "AutoencoderConfig", "AttributeEncoderConfig", "MaskEncoderConfig", "UNetConfig", "StyleEncoderConfig", "ConditioningConfig", "SamplingConfig", "SamplingOptions",
     "ModelConfig", "TrainConfig", "AutoencoderTrainConfig", "Recipe", "load_config", "load_recipe", "list_presets", "from_dict", "to_dict",
 ]
 
@@ -103,6 +109,14 @@ class StyleEncoderConfig:
     #: one more level, the finest: each class's masked mean of the input pixels themselves, projected
     #: to D (not in the released code; a small encoder trained briefly learns exact colours slowly)
     pixel_level: bool = False
+    #: how the decoder joins its features and the U-Net skip before each grouped convolution:
+    #: "block" (the released code: cat(decoder, skip), so group g of the next convolution reads a
+    #: contiguous slice of that concatenation, not class g) or "per_class" (class g's decoder and
+    #: skip channels side by side, so a group only ever reads its own class; the bundled
+    #: synthetic-64 model). The two compute different functions; no renaming of weights converts
+    #: one into the other. None: the default of the config's schema_version, resolved by
+    #: ModelConfig.validate: "per_class" for schema 1 (models saved before this option), else "block".
+    skip_join: str | None = None
 
     @property
     def levels(self) -> int:
@@ -284,6 +298,10 @@ class ModelConfig:
             _check_choice(where, value, options)
         if self.conditioning.style_encoder is not None:
             _check_choice("conditioning.style_encoder.mask_resize", self.conditioning.style_encoder.mask_resize, MASK_RESIZE)
+            style = self.conditioning.style_encoder
+            if style.skip_join is None:  # written before the option existed (schema 1), or left to the default
+                style.skip_join = "per_class" if self.schema_version < 2 else "block"
+            _check_choice("conditioning.style_encoder.skip_join", style.skip_join, SKIP_JOINS)
         if u.masked_impl == "gather" and (u.tokens_per_class != 1 or u.global_tokens):
             raise ValueError("unet.masked_impl 'gather' needs exactly one token per class and no global tokens")
         for part in (*u.spade_parts, *u.transformer_parts):

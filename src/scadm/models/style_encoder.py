@@ -1,13 +1,14 @@
 """Multi-resolution style encoder E_s (SCA-DM paper, Sec. 3.2, Eq. 5).
 
 An RGB image (pixel space, [-1, 1]) and its one-hot mask give one style vector per class and
-per level: S in R^{C x L x D}. The network is a U-Net of *grouped* convolutions (groups = C),
-so the channels of class j only ever mix with channels of class j::
+per level: S in R^{C x L x D}. The network is a U-Net of *grouped* convolutions (groups = C):
+in the encoder the channels of class j only ever mix with channels of class j; in the decoder
+that holds only for the per-class skip join (see below)::
 
     conv_in       3x3 conv 3 -> C*b, GroupNorm(C), ReLU                 (full resolution)
     down_i        3x3 stride-2 conv, groups=C, C*b*2^(i-1) -> C*b*2^i, GroupNorm(C), ReLU
     up_1          bilinear x2, 3x3 conv groups=C, halves the channels
-    up_k (k > 1)  [up_{k-1} ; skip] per class, bilinear x2, 3x3 conv groups=C, halves the channels
+    up_k (k > 1)  join(up_{k-1}, skip), bilinear x2, 3x3 conv groups=C, halves the channels
     style_k       per class j: masked average pooling of its G_k channels (Eq. 5), grouped 1x1
                   conv G_k -> D, Tanh; the mask is resized to the level's size by
                   ``mask_resize`` (nearest as released, or area: an area-weighted average)
@@ -16,6 +17,19 @@ so the channels of class j only ever mix with channels of class j::
 
 The released encoder (b = 4, 6 downs, L = 5 levels at 8..128 px, D = 256, 19 classes) is
 the default config and has 18.07 M parameters.
+
+The skip join (:attr:`StyleEncoderConfig.skip_join`):
+- ``block`` (released code): ``cat(decoder, skip)``, all decoder channels then all skip channels.
+  Group g of the next grouped convolution reads channels [g*2G, (g+1)*2G) of that block, i.e. the
+  decoder's classes 2g and 2g+1 (first half of the groups) or skip classes (second half): the
+  classes mix in the decoder, and only the masked pooling makes a token class-specific.
+- ``per_class``: class j's decoder channels then its skip channels, side by side, so group j
+  reads only class j (the paper's "channels of class j mix only with class j"). The bundled
+  synthetic-64 model was trained with it.
+With ``block`` the decoder's convolutions also run in NCHW, as the released code's do, so the
+tokens match it to float32 rounding (see ``styles``).
+The two compute different functions with the same weights, and neither can be rewritten as the
+other by permuting weights (a group of one reads channels the other splits across two groups).
 
 Token layouts (:attr:`StyleEncoderConfig.layout`):
 - ``concat`` (released code): C tokens of size L*D, the levels concatenated coarse to fine;
@@ -50,7 +64,7 @@ def _conv_block(c_in: int, c_out: int, groups: int, num_classes: int, stride: in
 
 
 def _cat_per_class(a: Tensor, b: Tensor, num_classes: int) -> Tensor:
-    """Concatenate two class-grouped feature maps so each class's channels stay contiguous."""
+    """Concatenate two class-grouped feature maps so each class's channels stay contiguous (``per_class``)."""
     n, _, h, w = a.shape
     a = a.reshape(n, num_classes, -1, h, w)
     b = b.reshape(n, num_classes, -1, h, w)
@@ -101,9 +115,18 @@ class MultiResolutionStyleEncoder(nn.Module):
         per_level = []
         for k, (up, proj) in enumerate(zip(self.up, self.style), start=1):
             if k > 1:
-                h = _cat_per_class(h, feats[self.cfg.num_down - k + 1], C)
+                skip = feats[self.cfg.num_down - k + 1]
+                # None = the current schema's default, the released block join (see StyleEncoderConfig)
+                h = _cat_per_class(h, skip, C) if self.cfg.skip_join == "per_class" else torch.cat([h, skip], dim=1)
             target = feats[self.cfg.num_down - k].shape[-2:]
-            h = up(upsample(h, target, mode="bilinear"))
+            h = upsample(h, target, mode="bilinear")  # channels-last on the CPU (a faster resize)
+            if self.cfg.skip_join != "per_class":
+                # The released encoder, computed as released: its convolutions in NCHW. Channels-last
+                # grouped convolutions round differently, up to 2e-5 (relative) off the float64 result
+                # on flat inputs such as the all-zero image, against 4e-7 in NCHW. The per-class join
+                # keeps the channels-last path its models were trained and tested with.
+                h = h.contiguous()
+            h = up(h)
             per_level.append(torch.tanh(proj(self._masked_pool(h, masks.at(h.shape[-2:])))).view(h.shape[0], C, -1))  # (B, C, D)
         if self.cfg.pixel_level:  # each class's mean input colour over its region, at full resolution
             m = mask.to(image.dtype).flatten(2)  # (B, C, H*W)
