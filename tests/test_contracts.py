@@ -120,7 +120,11 @@ def test_mode_null_condition(mode, null_condition):
     null = model.conditioner.null(mask, null_condition)
     kept = mode.null_keeps_mask(null_condition)
     assert torch.equal(null.mask, mask if kept else torch.zeros_like(mask))
-    assert same(null, model.conditions(null.mask, None, None))  # no style image, null attributes
+    if mode.null_zeroes_tokens(null_condition):  # the released null: zeros shaped like the encoder's tokens
+        encoded = model.conditions(null.mask, None, None)
+        assert null.tokens is None if encoded.tokens is None else torch.equal(null.tokens, torch.zeros_like(encoded.tokens))
+    else:
+        assert same(null, model.conditions(null.mask, None, None))  # no style image, null attributes
     cond = model.conditions(mask, image, attributes)
     with torch.no_grad():  # pairs with its condition in guidance's doubled batch
         eps = model(torch.cat([z, z]), torch.cat([t, t]), cat_conditions(cond, null))
@@ -158,6 +162,16 @@ def test_mode_condition_dropout_gives_its_null(mode):
         a, b, c = getattr(mixed, field), getattr(full, field), getattr(kept, field)
         if a is not None:
             assert torch.equal(a[0], b[0]) and torch.equal(a[1], c[1])
+
+
+def test_null_conditions_are_the_documented_ones():
+    assert NULL_CONDITIONS == ("style", "full", "zero")
+    style = MODES["style"]
+    assert [style.null_keeps_mask(n) for n in NULL_CONDITIONS] == [True, False, False]
+    assert [style.null_zeroes_tokens(n) for n in NULL_CONDITIONS] == [False, False, True]
+    # noise-based generation (no style image) is its own null only for "style": the released null is zeros
+    assert [style.is_own_null(n, style_image=False, attributes=False) for n in NULL_CONDITIONS] == [True, False, False]
+    assert MODES["none"].is_own_null("zero", style_image=False, attributes=False)
 
 
 def test_registry_names_every_config_type_once():

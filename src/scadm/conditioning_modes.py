@@ -37,8 +37,10 @@ ModelConfig = Any
 __all__ = ["Component", "ConditioningMode", "COMPONENTS", "MODES", "NULL_CONDITIONS", "get_mode"]
 
 #: the null conditions of classifier-free guidance: "style" = the empty condition with the
-#: true mask (what condition dropout teaches); "full" = also a zero mask (Eq. 4 as written)
-NULL_CONDITIONS = ("style", "full")
+#: true mask (what condition dropout teaches); "full" = also a zero mask (Eq. 4 as written);
+#: "zero" = the released SCA-DM scripts' null: all-zero tokens (not the encoder's output for any
+#: input) and a zero mask, a pairing never seen in training
+NULL_CONDITIONS = ("style", "full", "zero")
 
 
 # ---------------------------------------------------------------------------
@@ -136,20 +138,29 @@ class ConditioningMode:
 
     # -------------------------------------------------------------- null condition
     def null_keeps_mask(self, null_condition: str) -> bool:
-        """Whether the null condition keeps the true mask. The null is always the encoder applied to
-        this mask (or a zero mask), no style image and no attributes."""
+        """Whether the null condition keeps the true mask. The "style" and "full" nulls are the
+        encoder applied to this mask (or a zero mask), no style image and no attributes; the
+        "zero" null has a zero mask and all-zero tokens (:meth:`null_zeroes_tokens`)."""
         if null_condition not in NULL_CONDITIONS:
-            raise ValueError(f"unknown null condition {null_condition!r}; expected 'style' or 'full'")
+            raise ValueError(f"unknown null condition {null_condition!r}; expected one of {', '.join(NULL_CONDITIONS)}")
         return null_condition == "style" and not self.null_zeroes_mask
+
+    def null_zeroes_tokens(self, null_condition: str) -> bool:
+        """Whether the null's tokens are all zeros rather than the encoder's output (the released "zero" null)."""
+        self.null_keeps_mask(null_condition)  # validates the name
+        return null_condition == "zero"
 
     def is_own_null(self, null_condition: str, *, style_image: bool, attributes: bool) -> bool:
         """True when a condition built from these inputs equals its null condition, so classifier-free
         guidance would change nothing (noise-based generation from the empty style with the "style"
         null): the sampler then runs one pass instead of the doubled batch. A mode without tokens is
-        never guided: its only condition, the mask, reaches SPADE as it is."""
+        never guided: its only condition, the mask, reaches SPADE as it is. The "zero" null (all-zero
+        tokens) is never an encoder's output, so a mode with tokens is always guided against it."""
         if style_image or attributes:
             return False
-        return not self.has_tokens or self.null_keeps_mask(null_condition)
+        if not self.has_tokens:
+            return True
+        return not self.null_zeroes_tokens(null_condition) and self.null_keeps_mask(null_condition)
 
     # -------------------------------------------------------------- token layout
     def token_layout(self, cfg: ModelConfig) -> tuple[int, int, set[int]]:

@@ -109,7 +109,8 @@ class ConditionEncoder(nn.Module):
       the empty style (the style encoder on an all-zero image with the true mask, what style
       dropout teaches); ``attributes=None`` are the null attributes (all zeros).
     - ``null(mask, null_condition)``: the null condition of classifier-free guidance, the encoder
-      applied to the true or a zero mask (as the mode says), no image and no attributes.
+      applied to the true or a zero mask (as the mode says), no image and no attributes; for the
+      released "zero" null, all-zero tokens of the same shape and a zero mask.
     """
 
     def __init__(self, cfg: ConditioningConfig, num_classes: int = 19) -> None:
@@ -129,4 +130,8 @@ class ConditionEncoder(nn.Module):
 
     def null(self, mask: Tensor, null_condition: str = "style") -> Conditions:
         keep = self.mode.null_keeps_mask(null_condition)
-        return self(mask if keep else torch.zeros_like(mask), None, None)
+        null = self(mask if keep else torch.zeros_like(mask), None, None)
+        if self.mode.null_zeroes_tokens(null_condition) and null.tokens is not None:
+            # the released scripts' uc: zeros, not the encoder's output for any input
+            null = Conditions(mask=null.mask, tokens=torch.zeros_like(null.tokens))
+        return null
