@@ -27,9 +27,9 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show full traceback
 
 
 def _register_all() -> None:
-    from . import data, edit, eval_cmds, model, parse, train
+    from . import convert, data, edit, eval_cmds, model, parse, train
 
-    for module in (model, data, train, edit, parse, eval_cmds):
+    for module in (model, data, train, edit, parse, eval_cmds, convert):
         module.register(app)
 
 
