@@ -108,13 +108,15 @@ _ALLOW_LIST_PICKLE = types.SimpleNamespace(__name__="scadm_allow_list_pickle", U
                                            load=_allow_list_load)
 
 
-def _load_object(path: Path) -> Any:
+def _load_object(path: Path, what: str) -> Any:
     """torch.load of `path`, weights only, memory-mapped when the file is a zip archive."""
     with open(path, "rb") as f:
         head = f.read(4)
     is_zip = zipfile.is_zipfile(path)
     if head == b"PK\x03\x04" and not is_zip:
-        raise ValueError(f"{path}: truncated (a zip archive without its end); expected a complete PyTorch checkpoint")
+        raise ValueError(f"{path}: truncated (a zip archive without its end); expected {what}, complete")
+    if not is_zip and head[:1] != b"\x80":  # neither torch.save's zip archive nor its older pickle format
+        raise ValueError(f"{path}: not a PyTorch checkpoint (neither a zip archive nor a pickle); expected {what}")
     try:
         try:
             return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
@@ -126,7 +128,7 @@ def _load_object(path: Path) -> Any:
     except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, OSError,
             IndexError, KeyError, struct.error) as exc:
         reason = " ".join(str(exc).split())[:160] or exc.__class__.__name__
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint, truncated or another format ({reason})") from None
+        raise ValueError(f"{path}: not a readable PyTorch checkpoint, truncated or damaged ({reason}); expected {what}") from None
 
 
 def read_checkpoint(path: str | Path, what: str = "a PyTorch Lightning .ckpt file") -> dict[str, Tensor]:
@@ -145,7 +147,7 @@ def read_checkpoint(path: str | Path, what: str = "a PyTorch Lightning .ckpt fil
         raise ValueError(f"{path} is {kind}; expected {what}")
     if path.stat().st_size == 0:
         raise ValueError(f"{path} is empty; expected {what}")
-    obj = _load_object(path)
+    obj = _load_object(path, what)
     sd = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     if not isinstance(sd, dict) or not sd or not all(isinstance(v, Tensor) for v in sd.values()):
         raise ValueError(f"{path} holds no state_dict of tensors; expected {what}")
@@ -155,26 +157,32 @@ def read_checkpoint(path: str | Path, what: str = "a PyTorch Lightning .ckpt fil
 # ---------------------------------------------------------------------------
 # Names: the released layouts -> ours
 # ---------------------------------------------------------------------------
+def _rename(key: str, rules: tuple) -> str | None:
+    """The name the first matching (pattern, build) rule gives `key` (None: no rule matches)."""
+    for pattern, build in rules:
+        m = re.fullmatch(pattern, key)
+        if m:
+            return build(m)
+    return None
+
+
+#: ours -> the released MultiScaleEffStyleEncoder's names
+_STYLE_RULES = (
+    (r"conv_in\.(\d+)\.(.+)", lambda m: f"Encoder.first_layer.{m[1]}.{m[2]}"),
+    (r"down\.(\d+)\.(\d+)\.(.+)", lambda m: f"Encoder.enc_layer_{m[1]}.{m[2]}.{m[3]}"),
+    (r"up\.(\d+)\.(\d+)\.(.+)", lambda m: f"Decoder.dec_layer_{m[1]}.{int(m[2]) + 1}.{m[3]}"),
+    (r"style\.(\d+)\.(.+)", lambda m: f"out.out_{m[1]}.0.{m[2]}"),
+)
+
+
 def released_style_key(ours: str) -> str | None:
     """The released ``MultiScaleEffStyleEncoder`` name of one of our style-encoder keys (None: no counterpart).
 
     Released: ``Encoder.first_layer`` / ``Encoder.enc_layer_<i>`` (conv, GroupNorm, ReLU),
     ``Decoder.dec_layer_<k>`` (Upsample, conv, GroupNorm, ReLU: one index later than ours, whose
-    upsampling is not a module), ``out.out_<k>`` (Conv1d, Tanh).
+    upsampling is not a module), ``out.out_<k>`` (Conv1d, Tanh). ``pixel_style`` has none.
     """
-    m = re.fullmatch(r"conv_in\.(\d+)\.(.+)", ours)
-    if m:
-        return f"Encoder.first_layer.{m[1]}.{m[2]}"
-    m = re.fullmatch(r"down\.(\d+)\.(\d+)\.(.+)", ours)
-    if m:
-        return f"Encoder.enc_layer_{m[1]}.{m[2]}.{m[3]}"
-    m = re.fullmatch(r"up\.(\d+)\.(\d+)\.(.+)", ours)
-    if m:
-        return f"Decoder.dec_layer_{m[1]}.{int(m[2]) + 1}.{m[3]}"
-    m = re.fullmatch(r"style\.(\d+)\.(.+)", ours)
-    if m:
-        return f"out.out_{m[1]}.0.{m[2]}"
-    return None  # e.g. pixel_style: not in the released encoder
+    return _rename(ours, _STYLE_RULES)
 
 
 _VQ_ATTN = {"norm": "group_norm", "q": "to_q", "k": "to_k", "v": "to_v", "proj_out": "to_out.0"}
@@ -188,29 +196,25 @@ def taming_to_diffusers_key(key: str, levels: int) -> str | None:
     """
     if key.startswith(("quant_conv.", "post_quant_conv.")) or key == "quantize.embedding.weight":
         return key
-    m = re.fullmatch(r"(encoder|decoder)\.(.+)", key)
-    if not m:
-        return None
-    part, rest = m[1], m[2]
 
-    def resnet(r: str) -> str:
-        return r.replace("nin_shortcut", "conv_shortcut")
+    def res(rest: str) -> str:
+        return rest.replace("nin_shortcut", "conv_shortcut")
 
-    for pattern, build in (
-        (r"conv_in\.(.+)", lambda g: f"conv_in.{g[1]}"),
-        (r"conv_out\.(.+)", lambda g: f"conv_out.{g[1]}"),
-        (r"norm_out\.(.+)", lambda g: f"conv_norm_out.{g[1]}"),
-        (r"mid\.block_([12])\.(.+)", lambda g: f"mid_block.resnets.{int(g[1]) - 1}.{resnet(g[2])}"),
-        (r"mid\.attn_1\.(norm|q|k|v|proj_out)\.(.+)", lambda g: f"mid_block.attentions.0.{_VQ_ATTN[g[1]]}.{g[2]}"),
-        (r"down\.(\d+)\.block\.(\d+)\.(.+)", lambda g: f"down_blocks.{g[1]}.resnets.{g[2]}.{resnet(g[3])}"),
-        (r"down\.(\d+)\.downsample\.conv\.(.+)", lambda g: f"down_blocks.{g[1]}.downsamplers.0.conv.{g[2]}"),
-        (r"up\.(\d+)\.block\.(\d+)\.(.+)", lambda g: f"up_blocks.{levels - 1 - int(g[1])}.resnets.{g[2]}.{resnet(g[3])}"),
-        (r"up\.(\d+)\.upsample\.conv\.(.+)", lambda g: f"up_blocks.{levels - 1 - int(g[1])}.upsamplers.0.conv.{g[2]}"),
-    ):
-        g = re.fullmatch(pattern, rest)
-        if g and (part == "encoder" or not pattern.startswith(r"down")) and (part == "decoder" or not pattern.startswith(r"up")):
-            return f"{part}.{build(g)}"
-    return None
+    def up(i: str) -> int:
+        return levels - 1 - int(i)
+
+    part = r"(encoder|decoder)"
+    return _rename(key, (
+        (part + r"\.(conv_in|conv_out)\.(.+)", lambda m: f"{m[1]}.{m[2]}.{m[3]}"),
+        (part + r"\.norm_out\.(.+)", lambda m: f"{m[1]}.conv_norm_out.{m[2]}"),
+        (part + r"\.mid\.block_([12])\.(.+)", lambda m: f"{m[1]}.mid_block.resnets.{int(m[2]) - 1}.{res(m[3])}"),
+        (part + r"\.mid\.attn_1\.(norm|q|k|v|proj_out)\.(.+)",
+         lambda m: f"{m[1]}.mid_block.attentions.0.{_VQ_ATTN[m[2]]}.{m[3]}"),
+        (r"encoder\.down\.(\d+)\.block\.(\d+)\.(.+)", lambda m: f"encoder.down_blocks.{m[1]}.resnets.{m[2]}.{res(m[3])}"),
+        (r"encoder\.down\.(\d+)\.downsample\.conv\.(.+)", lambda m: f"encoder.down_blocks.{m[1]}.downsamplers.0.conv.{m[2]}"),
+        (r"decoder\.up\.(\d+)\.block\.(\d+)\.(.+)", lambda m: f"decoder.up_blocks.{up(m[1])}.resnets.{m[2]}.{res(m[3])}"),
+        (r"decoder\.up\.(\d+)\.upsample\.conv\.(.+)", lambda m: f"decoder.up_blocks.{up(m[1])}.upsamplers.0.conv.{m[2]}"),
+    ))
 
 
 def _taming_levels(sd: dict[str, Tensor]) -> int:
