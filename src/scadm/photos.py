@@ -199,6 +199,9 @@ class Box:
     y0: int
     side: int
 
+    def __str__(self) -> str:
+        return f"{self.side} px square at x {self.x0}, y {self.y0}"
+
     def visible(self, height: int, width: int) -> tuple[int, int, int, int]:
         """(x0, y0, x1, y1) of the part inside a photo of that size (x1, y1 exclusive)."""
         return max(self.x0, 0), max(self.y0, 0), min(self.x0 + self.side, width), min(self.y0 + self.side, height)

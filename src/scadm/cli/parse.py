@@ -66,7 +66,7 @@ def parse_cmd(
     save_png(label_set.colorize(mask).astype(np.uint8), colour)
     h, w = mask.shape
     console.print(f"wrote {out} ({w}x{h} class ids, parsed by {fp.source}) and {colour}; face square: "
-                  f"x {box.x0}, y {box.y0}, side {box.side} px")
+                  f"{box}")
 
 
 def register(app: typer.Typer) -> None:
