@@ -276,10 +276,15 @@ class SCADMPipeline:
         if not self.frames_faces:
             return False
         if isinstance(image, (str, Path)):
-            from .data.layout import open_image
+            path = checks.input_file(image, "image", "image file")
+            try:
+                with Image.open(path) as im:  # the header only: a large photo is decoded once, later
+                    size = im.size
+            except Exception:  # noqa: BLE001 - open_image says what is wrong with the file, in one line
+                from .data.layout import open_image
 
-            with open_image(checks.input_file(image, "image", "image file")) as im:
-                size = im.size
+                open_image(path).close()
+                raise
         elif isinstance(image, Image.Image):
             size = image.size
         else:
