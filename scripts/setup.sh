@@ -27,6 +27,6 @@ if ! "$PY" -c "import torch" >/dev/null 2>&1; then
         "${PIP[@]}" install -q "$TORCH_SPEC" --index-url https://download.pytorch.org/whl/cpu
     fi
 fi
-"${PIP[@]}" install -q -c constraints.txt -e ".[test]"
+"${PIP[@]}" install -q -c constraints.txt -e ".[test,app]"
 "${PIP[@]}" check
 "$PY" -c "import torch, scadm; print(f'setup: scadm {scadm.__version__}, torch {torch.__version__}')"

@@ -15,7 +15,25 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["number", "integer", "input_file", "input_dir", "model_folder", "output_file", "output_dir",
-           "device", "available_devices"]
+           "device", "available_devices", "USER_ERRORS", "one_line", "describe"]
+
+#: failures whose message is already written for the user (a bad value, an unusable file)
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
+                                                 IsADirectoryError, PermissionError)
+
+
+def one_line(text: str) -> str:
+    """`text` on one line (messages are never wrapped, so logs stay greppable)."""
+    return " ".join(str(text).split())
+
+
+def describe(exc: BaseException, doing: str | None = None) -> str:
+    """One line for any failure: a user error as it is; anything else with what was being done, its
+    type and its message (the CLI adds the hint about --debug)."""
+    if isinstance(exc, USER_ERRORS):
+        return one_line(str(exc) or exc.__class__.__name__)
+    where = f"{doing} failed unexpectedly" if doing else "failed unexpectedly"
+    return one_line(f"{where}: {exc.__class__.__name__}: {exc}")
 
 
 def _a(what: str) -> str:

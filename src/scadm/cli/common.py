@@ -15,6 +15,8 @@ import warnings
 import typer
 from rich.console import Console
 
+from .. import checks
+
 DEBUG = False
 console = Console(stderr=False, soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -24,12 +26,8 @@ class UserError(Exception):
 
 
 #: failures whose message is already written for the user
-USER_ERRORS = (UserError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
-               PermissionError)
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
+USER_ERRORS = (UserError, *checks.USER_ERRORS)
+_one_line = checks.one_line
 
 
 def fail(exc: BaseException, doing: str = "scadm") -> None:
@@ -50,12 +48,11 @@ def fail(exc: BaseException, doing: str = "scadm") -> None:
         traceback.print_exception(exc)
         sys.exit(1)
     if isinstance(exc, USER_ERRORS):
-        msg = _one_line(str(exc) or exc.__class__.__name__)
-        err_console.print(f"[bold red]error:[/] {msg}", highlight=False, markup=True)
+        err_console.print(f"[bold red]error:[/] {_one_line(str(exc) or exc.__class__.__name__)}", highlight=False,
+                          markup=True)
     else:
-        msg = _one_line(f"{exc.__class__.__name__}: {exc}")
-        err_console.print(f"[bold red]error:[/] {doing} failed unexpectedly: {msg} "
-                          "(run with --debug for the traceback)", highlight=False, markup=True)
+        err_console.print(f"[bold red]error:[/] {checks.describe(exc, doing)} (run with --debug for the traceback)",
+                          highlight=False, markup=True)
     sys.exit(1)
 
 

@@ -150,7 +150,7 @@ _SAMPLING_OPTIONS = (
     _Shared("guidance_scale", Optional[float],
             Number(None, "--guidance-scale", "-s", help="s of paper Eq. 4 (released code's w = 1 + s).", lo=0, hi=1e4)),
     _Shared("null_condition", Optional[str], typer.Option(
-        None, "--null-condition", help="'style' (empty style, same mask) or 'full' (and zero mask); default: the model's.",
+        None, "--null-condition", help="'style' (empty style, same mask), 'full' (and zero mask) or 'zero' (the released code's: zero tokens, zero mask); default: the model's.",
         callback=checked(_lazy_choice, _null_names))),
     _Shared("seed", int, Integer(0, "--seed", help="Image i uses seed + i.", lo=0, hi=2**63 - 1)),
 )

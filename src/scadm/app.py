@@ -1,0 +1,396 @@
+"""The web editor (``scadm app``): every SCA-DM application in a browser, with a mask you can paint.
+
+A gradio page on the same pipeline functions as the CLI: the page gathers a target face and its
+mask (uploaded, one of the bundled example faces, or parsed from the photo when a parser is
+available), a reference face, the application and the sampling settings, and calls one
+:class:`Editor` method, which calls :class:`~scadm.pipeline.SCADMPipeline`. Nothing of the
+editing logic lives in the page.
+
+Safe by default: bound to 127.0.0.1 unless ``--host`` says otherwise, uploads limited in size,
+one generation at a time (a queue), and every failure shown on the page as the same one-line
+message the CLI gives, without stopping the server.
+
+gradio is an optional extra: ``pip install 'scadm[app]'``.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+
+from . import checks
+from .config import SamplingOptions
+
+__all__ = ["APPLICATIONS", "Editor", "build_page", "serve"]
+
+#: the applications of the page, in the order of the paper's figures
+APPLICATIONS = ("reconstruct", "total swap", "partial swap", "interpolation", "noise-based generation", "mixed",
+                "edit with the painted mask")
+#: the applications that take the reference's style
+NEEDS_REFERENCE = ("total swap", "partial swap", "interpolation", "mixed")
+#: the applications that need parts ticked
+NEEDS_PARTS = ("partial swap", "mixed")
+
+
+def _rgb(c: Sequence[int]) -> str:
+    return f"rgb({int(c[0])}, {int(c[1])}, {int(c[2])})"
+
+
+@dataclass
+class Result:
+    """What one run gives the page: captioned images, the files to download, a status line."""
+
+    images: list[tuple[Image.Image, str]]
+    result_file: str
+    mask_file: str
+    status: str
+
+
+class Editor:
+    """The page's state and its one entry point per action; usable (and tested) without a browser."""
+
+    def __init__(self, model: str | Path | None = None, parser: str | Path | None = None,
+                 device: str | None = None, examples: int = 6) -> None:
+        from .pipeline import SCADMPipeline
+
+        self.pipe = SCADMPipeline.from_pretrained(model, device=device)
+        self.label_set = self.pipe.label_set
+        self.parser = parser
+        self.work = Path(tempfile.mkdtemp(prefix="scadm-app-"))
+        self.examples = self._write_examples(examples)
+
+    # -------------------------------------------------------------- labels and examples
+    @property
+    def part_names(self) -> list[str]:
+        return list(self.label_set.names[1:])  # background is not a part one swaps
+
+    @property
+    def palette(self) -> list[str]:
+        return [_rgb(c) for c in self.label_set.colors]
+
+    def legend_html(self) -> str:
+        cells = "".join(
+            f'<span style="display:inline-block;margin:2px 8px 2px 0"><span style="display:inline-block;width:14px;'
+            f'height:14px;vertical-align:middle;background:{col};border:1px solid #888"></span> {name}</span>'
+            for name, col in zip(self.label_set.names, self.palette)
+        )
+        return f'<div class="scadm-legend">{cells}</div>'
+
+    def _write_examples(self, n: int) -> dict[str, tuple[Path, Path]]:
+        """Held-out synthetic faces at the model's size: name -> (image PNG, colour mask PNG)."""
+        from .data.synthetic import render_face, synthetic_split_ids
+
+        out = {}
+        for k, i in enumerate(synthetic_split_ids("test", n)):
+            face = render_face(i, size=self.pipe.image_size)
+            img, mask = self.work / f"example_{k + 1}.png", self.work / f"example_{k + 1}_mask.png"
+            Image.fromarray(face.image).save(img)
+            Image.fromarray(self.label_set.colorize(face.label).astype(np.uint8)).save(mask)
+            out[f"face {k + 1}"] = (img, mask)
+        return out
+
+    def example(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """An example face and its colour mask, as the page shows them."""
+        if name not in self.examples:
+            raise ValueError(f"unknown example {name!r}; choose one of {', '.join(self.examples)}")
+        img, mask = self.examples[name]
+        return np.asarray(Image.open(img).convert("RGB")), np.asarray(Image.open(mask).convert("RGB"))
+
+    def parse(self, image: np.ndarray) -> np.ndarray:
+        """The colour mask of an uploaded photo, parsed by the pipeline's face parser (the real-photo path)."""
+        if self.pipe.face_parser is None:
+            from .photos import no_parser_error
+
+            raise no_parser_error("the uploaded photo")
+        photo = self.pipe.photo(np.asarray(image)[..., :3], None)
+        return self.label_set.colorize(photo.mask).astype(np.uint8)
+
+    @staticmethod
+    def editor_value(mask_rgb: np.ndarray | None) -> dict | None:
+        """The mask editor's value for a colour mask: it is the background that strokes paint over."""
+        if mask_rgb is None:
+            return None
+        return {"background": mask_rgb, "layers": [], "composite": mask_rgb}
+
+    # -------------------------------------------------------------- masks from the page
+    def mask_ids(self, mask: np.ndarray | None, what: str) -> np.ndarray:
+        """A colour mask (H, W, 3|4) in the palette, or an id map (H, W), as class ids; unknown colours are an error."""
+        if mask is None:
+            raise ValueError(f"{what}: give a mask (upload one, pick an example face, or parse the photo)")
+        arr = np.asarray(mask)
+        if arr.ndim == 3:
+            arr = arr[..., :3]
+            if (arr[..., 0] == arr[..., 1]).all() and (arr[..., 1] == arr[..., 2]).all() and \
+                    int(arr.max()) < self.label_set.num_classes:
+                return arr[..., 0].astype(np.uint8)  # an id map saved as RGB
+            return self.label_set.from_colors(arr, source=what).astype(np.uint8)
+        if arr.ndim == 2:
+            if int(arr.max()) >= self.label_set.num_classes:
+                raise ValueError(f"{what}: class id {int(arr.max())}; the label set has {self.label_set.num_classes} classes")
+            return arr.astype(np.uint8)
+        raise ValueError(f"{what}: a mask must be an image (H x W or H x W x 3), got shape {arr.shape}")
+
+    def painted_masks(self, value: dict | None) -> tuple[np.ndarray, np.ndarray]:
+        """(the mask before painting, the painted mask) from the mask editor.
+
+        The background must be a palette mask. A pixel is painted where the editor's composite
+        differs from the background; it takes the class of the nearest palette colour when that
+        colour is close (a brush stroke's body), and keeps its class where the stroke's
+        anti-aliased edge blends two colours. The eraser removes strokes, restoring the background.
+        """
+        if not value or value.get("background") is None:
+            raise ValueError("target mask: give a mask (upload one, pick an example face, or parse the photo)")
+        background = np.asarray(value["background"])[..., :3]
+        before = self.mask_ids(background, "target mask")
+        after = before.copy()
+        composite = value.get("composite")
+        if composite is None:
+            return before, after
+        composite = np.asarray(composite)
+        if composite.shape[:2] != before.shape:
+            raise ValueError(f"painted mask is {composite.shape[1]}x{composite.shape[0]}, the mask "
+                             f"{before.shape[1]}x{before.shape[0]}; reload the mask")
+        if composite.ndim == 3 and composite.shape[-1] == 4:  # strokes over the background, alpha-blended
+            a = composite[..., 3:4].astype(np.float32) / 255
+            composite = (composite[..., :3] * a + background * (1 - a)).round()
+        painted = (np.asarray(composite)[..., :3].astype(np.int32) != background.astype(np.int32)).any(-1)
+        if painted.any():
+            palette = np.asarray(self.label_set.colors, dtype=np.int32)  # (C, 3)
+            rgb = np.asarray(composite)[painted][:, :3].astype(np.int32)
+            d2 = ((rgb[:, None, :] - palette[None]) ** 2).sum(-1)
+            nearest, close = d2.argmin(1), d2.min(1) <= 24 ** 2
+            idx = np.nonzero(painted)
+            after[idx[0][close], idx[1][close]] = nearest[close].astype(np.uint8)
+        return before, after
+
+    # -------------------------------------------------------------- running an application
+    def run(self, application: str, target: np.ndarray | None, target_mask: dict | None,
+            reference: np.ndarray | None, reference_mask: np.ndarray | None, parts: Sequence[str] | None,
+            alpha: float = 0.5, frames: int = 5, n: int = 1, sampler: str | None = None, steps: int | None = None,
+            guidance_scale: float | None = None, null_condition: str | None = None, seed: int = 0,
+            progress: bool = True) -> Result:
+        """One application, end to end, on the pipeline (the CLI's functions)."""
+        if application not in APPLICATIONS:
+            raise ValueError(f"unknown application {application!r}; choose one of {', '.join(APPLICATIONS)}")
+        sampling = SamplingOptions(
+            sampler=sampler or None,
+            steps=None if steps in (None, 0) else checks.integer(steps, "steps", lo=1, hi=10_000),
+            guidance_scale=None if guidance_scale is None else checks.number(guidance_scale, "guidance scale", 0, 1e4),
+            null_condition=null_condition or None, seed=checks.integer(seed, "seed", lo=0), progress=progress,
+        )
+        parts = list(parts or [])
+        if application in NEEDS_PARTS and not parts:
+            raise ValueError(f"{application}: tick at least one part")
+        before, after = self.painted_masks(target_mask)
+        needs_image = application not in ("noise-based generation", "mixed")
+        if needs_image and target is None:
+            raise ValueError("target face: upload a photo or pick an example face")
+        target = None if target is None else np.asarray(target)[..., :3]
+        if target is not None and target.shape[:2] != before.shape:
+            raise ValueError(f"target face is {target.shape[1]}x{target.shape[0]} but its mask "
+                             f"{before.shape[1]}x{before.shape[0]}; give the mask of this face")
+        pipe = self.pipe
+        # the target is a photo (scadm.photos): its face framed and cut out at the model's size, and each
+        # result pasted back into it, so only the edited region of the full-resolution photo changes
+        photo = pipe.photo(target if target is not None else self._blank(before), before)
+        ref = None
+        if application in NEEDS_REFERENCE:
+            if reference is None:
+                raise ValueError(f"{application}: give a reference face (upload one or pick an example)")
+            ref_ids = self.mask_ids(reference_mask, "reference mask")
+            reference = np.asarray(reference)[..., :3]
+            if reference.shape[:2] != ref_ids.shape:
+                raise ValueError(f"reference face is {reference.shape[1]}x{reference.shape[0]} but its mask "
+                                 f"{ref_ids.shape[1]}x{ref_ids.shape[0]}; give the mask of this face")
+            ref = pipe.photo(reference, ref_ids)
+        if application == "reconstruct":
+            r = pipe.reconstruct(photo, sampling=sampling)
+            captions = ["reconstruction"]
+        elif application == "total swap":
+            r = pipe.swap(photo, ref, None, sampling=sampling)
+            captions = ["total swap"]
+        elif application == "partial swap":
+            r = pipe.swap(photo, ref, parts, sampling=sampling)
+            captions = [f"swap {', '.join(parts)}"]
+        elif application == "interpolation":
+            count = checks.integer(frames, "frames", lo=2, hi=16)
+            alphas = [round(a, 3) for a in np.linspace(0.0, checks.number(alpha, "alpha", 0, 1), count)]
+            r = pipe.interpolate(photo, ref, parts or None, alphas=alphas, sampling=sampling)
+            captions = [f"alpha {a:g}" for a in alphas]
+        elif application == "noise-based generation":
+            r = pipe.generate(pipe.photo(photo.image, after), n=checks.integer(n, "samples", lo=1, hi=16),
+                              sampling=sampling)
+            captions = [f"seed {s}" for s in r.info["seeds"]]
+        elif application == "mixed":
+            r = pipe.mix(pipe.photo(photo.image, after), ref, parts, n=checks.integer(n, "samples", lo=1, hi=16),
+                         sampling=sampling)
+            captions = [f"mixed, seed {s}" for s in r.info["seeds"]]
+        else:
+            if np.array_equal(before, after):
+                raise ValueError("edit with the painted mask: paint on the target mask first")
+            r = pipe.edit_mask(photo, None, after, sampling=sampling)
+            captions = ["with the painted mask"]
+        images = r.photos or r.images
+        out = Path(tempfile.mkdtemp(dir=self.work))
+        result_file, mask_file = out / "result.png", out / "result_mask.png"
+        images[0].save(result_file)
+        used = after if application in ("edit with the painted mask", "noise-based generation", "mixed") else before
+        Image.fromarray(self.label_set.colorize(used).astype(np.uint8)).save(mask_file)
+        s = r.info.get("guidance_scale")
+        status = (f"{application}: {len(images)} image(s) of {images[0].width}x{images[0].height}, "
+                  f"{sampling.resolve(pipe.cfg.sampling).steps} steps, guidance s = {s:g}, seed {r.info['seeds'][0]}; "
+                  f"{photo.mask_source} mask, face square {photo.box.side} px")
+        return Result(list(zip(images, captions)), str(result_file), str(mask_file), status)
+
+    @staticmethod
+    def _blank(mask: np.ndarray) -> np.ndarray:
+        """A grey photo for generation from a mask alone (nothing of it survives: the whole face is generated)."""
+        return np.full((*mask.shape, 3), 127, np.uint8)
+
+
+# ---------------------------------------------------------------------------
+# the page
+# ---------------------------------------------------------------------------
+def build_page(editor: Editor):
+    """The gradio Blocks of the editor (not launched)."""
+    import gradio as gr
+
+    ls = editor.label_set
+    size = editor.pipe.image_size
+    brush_size = max(1, size[0] // 32)  # in mask pixels: a stroke as wide as a brow
+
+    def guarded(fn):
+        def call(*args):
+            try:
+                return fn(*args)
+            except gr.Error:
+                raise
+            except Exception as exc:  # noqa: BLE001 - every failure is one line on the page (and in the log)
+                message = checks.describe(exc)
+                print(f"scadm app: error: {message}", file=sys.stderr, flush=True)
+                raise gr.Error(message, print_exception=False) from None
+
+        return call
+
+    def pick(name):
+        img, mask = editor.example(name)
+        return img, editor.editor_value(mask)
+
+    def pick_reference(name):
+        return editor.example(name)
+
+    def parse_target(image):
+        if image is None:
+            return None
+        return editor.editor_value(editor.parse(image))
+
+    def upload_mask(mask):
+        if mask is None:
+            return None
+        ids = editor.mask_ids(mask, "target mask")
+        return editor.editor_value(ls.colorize(ids).astype(np.uint8))
+
+    def brush_for(name):
+        colour = editor.palette[ls.names.index(name)]
+        return gr.ImageEditor(brush=gr.Brush(colors=editor.palette, default_color=colour, color_mode="fixed",
+                                             default_size=brush_size))
+
+    def run(application, target, target_mask, reference, reference_mask, parts, alpha, frames, n, sampler, steps,
+            guidance_scale, null_condition, seed, progress=gr.Progress(track_tqdm=True)):
+        r = editor.run(application, target, target_mask, reference, reference_mask, parts, alpha, frames, n,
+                       sampler, steps, guidance_scale, null_condition, seed)
+        return r.images, r.images[0][0], r.result_file, r.mask_file, r.status
+
+    with gr.Blocks(title="scadm: semantic face editing") as page:
+        gr.Markdown(f"## scadm: edit faces part by part (SCA-DM)\nModel: {editor.pipe.cfg.name}, "
+                    f"{size[0]}x{size[1]} px. Pick or upload a target face and its mask, a reference face for the "
+                    "style, an application, and run.")
+        with gr.Row():
+            with gr.Column():
+                gr.Markdown("### Target face")
+                target_pick = gr.Radio(list(editor.examples), label="Example target", elem_id="target-example")
+                target = gr.Image(label="Target face", type="numpy", image_mode="RGB", elem_id="target-image",
+                                  sources=["upload", "clipboard"], format="png")
+                target_upload = gr.Image(label="Upload a target mask (id map or palette colours)", type="numpy",
+                                         image_mode="RGB", sources=["upload"], elem_id="target-mask-upload",
+                                         format="png")
+            with gr.Column():
+                gr.Markdown("### Target mask (paint to edit)")
+                brush_class = gr.Dropdown(list(ls.names), value="hair", label="Brush class", elem_id="brush-class")
+                target_mask = gr.ImageEditor(
+                    label="Mask", type="numpy", image_mode="RGB", format="png", layers=False, sources=[],
+                    brush=gr.Brush(colors=editor.palette, default_color=editor.palette[ls.names.index("hair")],
+                                   color_mode="fixed", default_size=brush_size),
+                    eraser=gr.Eraser(), transforms=(), elem_id="target-mask", canvas_size=size,
+                )
+                gr.HTML(editor.legend_html())
+            with gr.Column():
+                gr.Markdown("### Reference face")
+                ref_pick = gr.Radio(list(editor.examples), label="Example reference", elem_id="reference-example")
+                reference = gr.Image(label="Reference face", type="numpy", image_mode="RGB", elem_id="reference-image",
+                                     format="png")
+                reference_mask = gr.Image(label="Reference mask", type="numpy", image_mode="RGB",
+                                          elem_id="reference-mask", format="png")
+        with gr.Row():
+            with gr.Column():
+                application = gr.Radio(list(APPLICATIONS), value="partial swap", label="Application",
+                                       elem_id="application")
+                parts = gr.CheckboxGroup(editor.part_names, label="Parts (partial swap, interpolation, mixed)",
+                                         elem_id="parts")
+                with gr.Row():
+                    alpha = gr.Slider(0, 1, value=1.0, step=0.05, label="Interpolation: up to alpha")
+                    frames = gr.Slider(2, 9, value=5, step=1, label="Interpolation: frames")
+                    n = gr.Slider(1, 8, value=1, step=1, label="Samples (noise-based, mixed)")
+            with gr.Column():
+                cfg = editor.pipe.cfg.sampling
+                sampler = gr.Dropdown(["ddim", "ddpm", "dpm++"], value=cfg.sampler, label="Sampler")
+                steps = gr.Slider(1, 200, value=cfg.steps, step=1, label="Steps", elem_id="steps")
+                guidance_scale = gr.Number(value=cfg.guidance_scale, label="Guidance scale s (paper Eq. 4)")
+                from .conditioning_modes import NULL_CONDITIONS
+
+                null_condition = gr.Dropdown(list(NULL_CONDITIONS), value=None, label="Null condition (empty: the model's)")
+                seed = gr.Number(value=0, precision=0, label="Seed")
+                go = gr.Button("Run", variant="primary", elem_id="run")
+        with gr.Row():
+            gallery = gr.Gallery(label="Results", columns=5, height=320, object_fit="contain", elem_id="gallery")
+            result = gr.Image(label="Result (full resolution)", type="pil", elem_id="result", interactive=False,
+                              format="png", height=320)
+            with gr.Column():
+                status = gr.Markdown(elem_id="status")
+                result_file = gr.File(label="Download the result", elem_id="result-file")
+                mask_file = gr.File(label="Download its mask", elem_id="mask-file")
+
+        target_pick.change(guarded(pick), target_pick, [target, target_mask])
+        ref_pick.change(guarded(pick_reference), ref_pick, [reference, reference_mask])
+        target.upload(guarded(parse_target), target, target_mask)
+        target_upload.upload(guarded(upload_mask), target_upload, target_mask)
+        brush_class.change(guarded(brush_for), brush_class, target_mask)
+        go.click(guarded(run), [application, target, target_mask, reference, reference_mask, parts, alpha, frames, n,
+                                sampler, steps, guidance_scale, null_condition, seed],
+                 [gallery, result, result_file, mask_file, status], concurrency_limit=1)
+    return page
+
+
+def serve(model: str | Path | None = None, parser: str | Path | None = None, host: str = "127.0.0.1",
+          port: int = 7860, max_upload_mb: int = 20, device: str | None = None, block: bool = True,
+          printer=print) -> Any:
+    """Build and launch the page; returns the gradio app (``block=False``: the server runs in a thread)."""
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        raise ValueError("the web editor needs gradio: pip install 'scadm[app]'") from None
+    editor = Editor(model, parser, device)
+    page = build_page(editor)
+    page.queue(default_concurrency_limit=1, max_size=32)  # one generation at a time
+    where = "this machine only; --host 0.0.0.0 shares it on your network" if host in ("127.0.0.1", "localhost") \
+        else "reachable from other machines: anyone who can reach it can use it"
+    printer(f"scadm app: http://{host}:{port} ({where}); uploads up to {max_upload_mb} MB; Ctrl+C stops it")
+    page.launch(server_name=host, server_port=port, max_file_size=f"{max_upload_mb}mb", prevent_thread_lock=not block,
+                show_error=True, quiet=True, inbrowser=False)
+    return page

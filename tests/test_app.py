@@ -1,0 +1,139 @@
+"""The web editor's callbacks, without a browser (tests/test_app_browser.py drives the page itself)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+gradio = pytest.importorskip("gradio", reason="the web editor is an extra: pip install 'scadm[app]'")
+
+from scadm.app import APPLICATIONS, Editor, build_page  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def editor(tiny_model):
+    return Editor(tiny_model, device="cpu", examples=3)
+
+
+def _inputs(editor):
+    target, target_mask = editor.example("face 1")
+    reference, reference_mask = editor.example("face 2")
+    return target, editor.editor_value(target_mask), reference, reference_mask
+
+
+def _paint(editor, value, name, rows, cols):
+    """A stroke of class `name` over rows x cols, as the editor's composite gives it (slightly off-palette)."""
+    composite = np.array(value["background"], copy=True)
+    r, g, b = editor.label_set.colors[editor.label_set.names.index(name)]
+    composite[rows, cols] = (min(r + 3, 255), max(g - 2, 0), b)  # a stroke's colour is near, not on, the palette
+    return {**value, "composite": composite}
+
+
+@pytest.mark.parametrize("application", APPLICATIONS)
+def test_every_application_runs_from_the_page(editor, application):
+    target, mask, reference, reference_mask = _inputs(editor)
+    if application == "edit with the painted mask":
+        mask = _paint(editor, mask, "hair", slice(0, 10), slice(0, 32))
+    r = editor.run(application, target, mask, reference, reference_mask, ["l_eye", "hair"], alpha=1.0, frames=3, n=2,
+                   steps=2, seed=3, progress=False)
+    expected = {"interpolation": 3, "noise-based generation": 2, "mixed": 2}.get(application, 1)
+    assert len(r.images) == expected and r.images[0][0].size == (32, 32)
+    assert Image.open(r.result_file).size == (32, 32) and Image.open(r.mask_file).size == (32, 32)
+    assert application in r.status and "seed 3" in r.status
+
+
+def test_the_page_calls_the_same_pipeline_as_the_cli(editor):
+    """A partial swap from the page equals the pipeline's (the CLI's function), and keeps the rest of the photo."""
+    target, mask, reference, reference_mask = _inputs(editor)
+    r = editor.run("partial swap", target, mask, reference, reference_mask, ["l_eye"], steps=2, seed=5, progress=False)
+    pipe = editor.pipe
+    ids = editor.mask_ids(mask["background"], "m")
+    direct = pipe.swap(pipe.photo(target, ids), pipe.photo(reference, editor.mask_ids(reference_mask, "r")), ["l_eye"],
+                       steps=2, seed=5)
+    got = np.asarray(r.images[0][0])
+    assert np.array_equal(got, np.asarray(direct.photos[0]))
+    from scadm.photos import edit_region
+
+    photo = pipe.photo(target, ids)
+    weight = np.zeros(ids.shape, np.float32)
+    box = photo.box
+    region = edit_region(photo, [editor.label_set.names.index("l_eye")])
+    y0, x0 = max(box.y0, 0), max(box.x0, 0)
+    weight[y0:box.y0 + box.side, x0:box.x0 + box.side] = region[y0 - box.y0:, x0 - box.x0:][:ids.shape[0] - y0, :ids.shape[1] - x0]
+    assert np.array_equal(got[weight == 0], target[weight == 0])  # bit-identical outside the eye's region
+    assert (weight > 0).sum() < ids.size / 4
+
+
+def test_painted_strokes_snap_to_the_palette_and_change_only_where_painted(editor):
+    _, mask, _, _ = _inputs(editor)
+    painted = _paint(editor, mask, "hair", slice(2, 6), slice(4, 20))
+    blend = painted["composite"]
+    blend[7, 4:20] = (blend[7, 4:20].astype(int) + np.array(editor.label_set.colors[1])) // 2  # an anti-aliased edge
+    before, after = editor.painted_masks(painted)
+    hair = editor.label_set.names.index("hair")
+    assert (after[2:6, 4:20] == hair).all()
+    assert np.array_equal(after[7], before[7])  # a blend of two colours is no class: the edge keeps its class
+    outside = np.ones_like(before, bool)
+    outside[2:6, 4:20] = False
+    outside[7] = False
+    assert np.array_equal(before[outside], after[outside])
+
+
+@pytest.mark.parametrize("bad, words", [
+    ("unknown colour", "(1, 2, 3)"),
+    ("wrong size", "give the mask of this face"),
+    ("no mask", "give a mask"),
+    ("no parts", "tick at least one part"),
+    ("no reference", "give a reference face"),
+    ("bad steps", "steps -1"),
+    ("nothing painted", "paint on the target mask first"),
+])
+def test_bad_uploads_are_the_clis_one_line_messages(editor, bad, words):
+    target, mask, reference, reference_mask = _inputs(editor)
+    app, parts, steps = "partial swap", ["l_eye"], 2
+    if bad == "unknown colour":
+        weird = np.full_like(mask["background"], (1, 2, 3))
+        mask = editor.editor_value(weird)
+    elif bad == "wrong size":
+        target = np.zeros((48, 48, 3), np.uint8)
+    elif bad == "no mask":
+        mask = None
+    elif bad == "no parts":
+        parts = []
+    elif bad == "no reference":
+        reference = None
+    elif bad == "bad steps":
+        steps = -1
+    elif bad == "nothing painted":
+        app = "edit with the painted mask"
+    with pytest.raises(ValueError) as err:
+        editor.run(app, target, mask, reference, reference_mask, parts, steps=steps, progress=False)
+    assert words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_page_builds_and_shows_errors_as_one_line(editor):
+    page = build_page(editor)
+    assert page is not None
+    import gradio as gr
+
+    from scadm.app import checks
+
+    assert checks.describe(ValueError("target mask: give a mask")) == "target mask: give a mask"
+    assert checks.describe(RuntimeError("boom")) == "failed unexpectedly: RuntimeError: boom"
+    assert issubclass(gr.Error, Exception)
+
+
+def test_an_uploaded_photo_without_a_mask_is_parsed(editor, tmp_path):
+    """The bundled model names its parser; a tiny model folder has none: a one-line error says where to get one."""
+    target, _, _, _ = _inputs(editor)
+    if editor.pipe.face_parser is None:
+        with pytest.raises(ValueError, match="79999_iter.pth"):
+            editor.parse(target)
+    from scadm.app import Editor as BundledEditor
+
+    bundled = BundledEditor(device="cpu", examples=1)
+    face, mask = bundled.example("face 1")
+    parsed = bundled.mask_ids(bundled.parse(face), "parsed")
+    assert parsed.shape == face.shape[:2]
+    assert (parsed == bundled.mask_ids(mask, "m")).mean() > 0.8  # the bundled parser knows these faces
