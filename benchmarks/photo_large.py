@@ -78,7 +78,7 @@ def main() -> None:
     width, height = (int(v) for v in args.size.lower().split("x"))
     torch.set_num_threads(args.threads)
 
-    from scadm.eval.parser import BiSeNet
+    from scadm.models.face_parser import BiSeNet
     from scadm.photos import load_face_parser, load_photo, prepare_photo, save_photo
     from scadm.pipeline import SCADMPipeline
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from scadm.eval.weights import MissingWeightsError, load_state_dict
+from scadm.weights import MissingWeightsError, load_state_dict
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -238,7 +238,7 @@ def test_lpips_loads_and_behaves(tmp_path):
 
 
 def test_bisenet_layout_and_parse(tmp_path):
-    from scadm.eval.parser import BiSeNet, BiSeNetParser, load_bisenet, load_parser
+    from scadm.models.face_parser import BiSeNet, BiSeNetParser, load_bisenet, load_parser
     from scadm.labels import FACE_PARSING_TO_OFFICIAL
 
     table = bisenet_table()
@@ -262,7 +262,7 @@ def test_bisenet_layout_and_parse(tmp_path):
 
 
 def test_compact_parser_shapes():
-    from scadm.eval.parser import CompactParser
+    from scadm.models.face_parser import CompactParser
 
     m = CompactParser(19, 16).eval()
     x = torch.rand(2, 3, 32, 48) * 2 - 1
@@ -281,7 +281,7 @@ def test_parser_and_classifier_training_is_reproducible(tmp_path):
 
     from scadm.data import write_synthetic_dataset
     from scadm.eval.classifier import AttributeClassifier, load_classifier
-    from scadm.eval.parser import CompactParser, load_parser
+    from scadm.models.face_parser import CompactParser, load_parser
     from scadm.train.classifier import train_classifier
     from scadm.train.parser import train_parser
 
@@ -307,7 +307,7 @@ def test_parser_and_classifier_training_is_reproducible(tmp_path):
 def test_missing_weights_messages(tmp_path, monkeypatch):
     from scadm.eval.inception import InceptionFeatures
     from scadm.eval.lpips import LPIPS
-    from scadm.eval.parser import load_bisenet, load_parser
+    from scadm.models.face_parser import load_bisenet, load_parser
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.delenv("SCADM_WEIGHTS", raising=False)

@@ -11,7 +11,7 @@ import torch
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, tiny_model):
     from scadm.data import write_synthetic_dataset
-    from scadm.eval.parser import CompactParser, save_compact_parser
+    from scadm.models.face_parser import CompactParser, save_compact_parser
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("evalp")

@@ -164,7 +164,7 @@ def tiny_dataset(tmp_path_factory):
 
 
 def test_train_parser_cli(tiny_dataset, tmp_path, run_cli):
-    from scadm.eval.parser import CompactParser, load_parser
+    from scadm.models.face_parser import CompactParser, load_parser
 
     out = tmp_path / "parser"
     r = run_cli("train-parser", "--data", tiny_dataset, "--out", out, "--steps", 3, "--batch-size", 8, "--width", 8, "--threads", 1)

@@ -200,7 +200,7 @@ def test_eval_conditioning_table(run_cli, tmp_path):
     torch.set_num_threads(1)
     from scadm.data import write_synthetic_dataset
     from scadm.eval.classifier import AttributeClassifier
-    from scadm.eval.parser import CompactParser, save_compact_parser
+    from scadm.models.face_parser import CompactParser, save_compact_parser
 
     cfg = load_config("tiny")
     from scadm.config import MaskEncoderConfig

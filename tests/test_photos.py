@@ -88,7 +88,7 @@ def photo_files(tmp_path_factory, astronaut):
 def rigged_bisenet(tmp_path_factory):
     """A random-weight BiSeNet saved in face-parsing.PyTorch's key layout, whose first head says 'nose'
     (its own id 10) wherever its features are positive: a parse with a known answer."""
-    from scadm.eval.parser import BiSeNet
+    from scadm.models.face_parser import BiSeNet
 
     torch.manual_seed(0)
     net = BiSeNet(19).eval()

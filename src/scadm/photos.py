@@ -349,9 +349,9 @@ def _paste_ids(full: np.ndarray, ids: np.ndarray, box: Box) -> None:
 class FaceParser:
     """A face parser that gives ids in a model's label set.
 
-    Wraps :class:`~scadm.eval.parser.BiSeNetParser` (face-parsing.PyTorch's ``79999_iter.pth``,
+    Wraps :class:`~scadm.models.face_parser.BiSeNetParser` (face-parsing.PyTorch's ``79999_iter.pth``,
     whose label order it already maps to CelebAMask-HQ's official order) or a
-    :class:`~scadm.eval.parser.CompactParser` (``scadm train-parser``), and maps its classes to
+    :class:`~scadm.models.face_parser.CompactParser` (``scadm train-parser``), and maps its classes to
     `label_set` by name. ``input_size``: the side of the square it sees (BiSeNet 512; a compact
     parser its training size, else `default_size`).
     """
@@ -390,14 +390,14 @@ def load_face_parser(spec: Any, label_set: LabelSet = CELEBAMASK_HQ, default_siz
     if isinstance(spec, FaceParser):
         return spec
     if isinstance(spec, (str, os.PathLike)):
-        from .eval.parser import load_parser
+        from .models.face_parser import load_parser
 
         return FaceParser(load_parser(spec), label_set, source or str(spec), default_size, device)
     return FaceParser(spec, label_set, source or type(spec).__name__, default_size, device)
 
 
 def _parser_hint() -> str:
-    from .eval.parser import BISENET_SOURCE, BISENET_WEIGHTS
+    from .models.face_parser import BISENET_SOURCE, BISENET_WEIGHTS
 
     return (f"pass --mask, or a face parser with --parser {BISENET_WEIGHTS} (or ${PARSER_ENV}); "
             f"{BISENET_WEIGHTS} comes from {BISENET_SOURCE}")

@@ -84,7 +84,7 @@ def synthetic(
 
     from ..config import SamplingOptions
     from ..eval.controllability import SyntheticBenchmark
-    from ..eval.parser import load_parser
+    from ..models.face_parser import load_parser
     from ..eval.reporting import plot_per_part, synthetic_markdown, write_json
     from ..pipeline import SCADMPipeline
 
@@ -140,7 +140,7 @@ def timing(
 
 def _scorer(model, data, split, n, parser, inception, lpips_vgg, lpips_lin, device):
     from ..eval.protocols import Scorer
-    from ..eval.weights import MissingWeightsError
+    from ..weights import MissingWeightsError
     from ..models.ldm import SemanticLDM
     from ..pipeline import default_model_folder
 
@@ -149,7 +149,7 @@ def _scorer(model, data, split, n, parser, inception, lpips_vgg, lpips_lin, devi
     parser_path = parser or default_parser(folder)
     parser_net = None
     if parser_path:
-        from ..eval.parser import load_parser
+        from ..models.face_parser import load_parser
 
         parser_net = load_parser(parser_path).eval()
     inception_net = None

@@ -2,7 +2,9 @@
 FID / KID / SSIM / PSNR / mIoU / LPIPS diversity / attribute accuracy / timing.
 
 Every pretrained network loads a local file the user brings (see docs/evaluation.md);
-nothing is downloaded. Names are imported lazily.
+nothing is downloaded. Names are imported lazily; the face parsers live in
+:mod:`scadm.models.face_parser` (photos use them too) and the weight-file lookup in
+:mod:`scadm.weights`, and are re-exported here.
 """
 
 from __future__ import annotations
@@ -11,19 +13,19 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "MissingWeightsError": "weights",
-    "find_weights": "weights",
-    "load_state_dict": "weights",
+    "MissingWeightsError": "..weights",
+    "find_weights": "..weights",
+    "load_state_dict": "..weights",
     "FIDInceptionV3": "inception",
     "InceptionFeatures": "inception",
     "LPIPS": "lpips",
     "VGG16Features": "lpips",
-    "BiSeNet": "parser",
-    "BiSeNetParser": "parser",
-    "load_bisenet": "parser",
-    "CompactParser": "parser",
+    "BiSeNet": "..models.face_parser",
+    "BiSeNetParser": "..models.face_parser",
+    "load_bisenet": "..models.face_parser",
+    "CompactParser": "..models.face_parser",
     "evaluate_parser": "parser",
-    "load_parser": "parser",
+    "load_parser": "..models.face_parser",
     "AttributeClassifier": "classifier",
     "evaluate_classifier": "classifier",
     "load_classifier": "classifier",
@@ -47,7 +49,8 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
-        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        module = _EXPORTS[name]
+        value = getattr(importlib.import_module(module if module.startswith(".") else f".{module}", __name__), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..nn.resnet import ResNet18, adapt_torchvision_state_dict
 from .metrics import attribute_accuracy
-from .weights import find_weights, load_state_dict, load_strict
+from ..weights import find_weights, load_state_dict, load_strict
 
 __all__ = ["AttributeClassifier", "evaluate_classifier", "load_classifier", "RESNET18_WEIGHTS"]
 

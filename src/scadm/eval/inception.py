@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .weights import find_weights, load_state_dict, load_strict
+from ..weights import find_weights, load_state_dict, load_strict
 
 __all__ = [
     "INCEPTION_WEIGHTS",

@@ -19,7 +19,7 @@ import os
 import torch
 from torch import nn
 
-from .weights import MissingWeightsError, find_weights, load_state_dict, load_strict
+from ..weights import MissingWeightsError, find_weights, load_state_dict, load_strict
 
 __all__ = ["VGG16Features", "LPIPS", "VGG16_WEIGHTS", "LPIPS_LIN_WEIGHTS", "VGG16_SOURCE", "LPIPS_LIN_SOURCE"]
 

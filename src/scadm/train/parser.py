@@ -1,5 +1,5 @@
 """Training of the compact face parser (``scadm train-parser``); the network, its loading and its
-scores are in :mod:`scadm.eval.parser`."""
+scores are in :mod:`scadm.models.face_parser` and :mod:`scadm.eval.parser`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from ..data.dataset import FaceDataset
-from ..eval.parser import CompactParser, evaluate_parser, save_compact_parser
+from ..eval.parser import evaluate_parser
+from ..models.face_parser import CompactParser, save_compact_parser
 from .loop import fit, pick_device, shuffled_loader
 
 
