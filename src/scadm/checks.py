@@ -78,17 +78,23 @@ def integer(value: Any, name: str, lo: int | None = None, hi: int | None = None)
     return n
 
 
-def input_file(path: str | os.PathLike, name: str, what: str = "file") -> Path:
-    """An existing, non-empty, readable file."""
+def _existing(path: str | os.PathLike, name: str, what: str, folder: bool) -> Path:
+    """An existing path of the wanted kind (a folder, or a regular file), readable."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"{name} {p}: no such {what}")
-    if p.is_dir():
-        raise ValueError(f"{name} {p}: is a folder; give {_a(what)}")
-    if not p.is_file():
+    if folder != p.is_dir():
+        raise ValueError(f"{name} {p}: is {'a file' if folder else 'a folder'}; give {_a(what)}")
+    if not folder and not p.is_file():
         raise ValueError(f"{name} {p}: is not a regular file; give {_a(what)}")
-    if not os.access(p, os.R_OK):
+    if not os.access(p, os.R_OK | (os.X_OK if folder else 0)):
         raise ValueError(f"{name} {p}: cannot be read (permission denied)")
+    return p
+
+
+def input_file(path: str | os.PathLike, name: str, what: str = "file") -> Path:
+    """An existing, non-empty, readable file."""
+    p = _existing(path, name, what, folder=False)
     if p.stat().st_size == 0:
         raise ValueError(f"{name} {p}: is empty (0 bytes); give {_a(what)}")
     return p
@@ -96,14 +102,7 @@ def input_file(path: str | os.PathLike, name: str, what: str = "file") -> Path:
 
 def input_dir(path: str | os.PathLike, name: str, what: str = "folder") -> Path:
     """An existing, readable folder."""
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"{name} {p}: no such {what}")
-    if not p.is_dir():
-        raise ValueError(f"{name} {p}: is a file; give {_a(what)}")
-    if not os.access(p, os.R_OK | os.X_OK):
-        raise ValueError(f"{name} {p}: cannot be read (permission denied)")
-    return p
+    return _existing(path, name, what, folder=True)
 
 
 def model_folder(path: str | os.PathLike, name: str = "--model") -> Path:
