@@ -1,6 +1,6 @@
 """How well a first stage keeps the colours the synthetic benchmark measures (prints figures; not a test).
 
-    python benchmarks/autoencoder_colors.py [--autoencoder assets/synthetic-64/autoencoder] [--n 200]
+    python benchmarks/autoencoder_colors.py [--autoencoder src/scadm/bundled/synthetic-64/autoencoder] [--n 200]
                                             [--picture docs/benchmark/autoencoder.png]
 
 On n held-out synthetic faces, encode -> decode (posterior mode, no diffusion) and report:
@@ -32,7 +32,7 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--autoencoder", default="assets/synthetic-64/autoencoder")
+    ap.add_argument("--autoencoder", default="src/scadm/bundled/synthetic-64/autoencoder")
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)

@@ -1,7 +1,7 @@
 """Where a model's reconstructions lose a region's colour: the first stage or the diffusion model
 (prints figures; not a test).
 
-    python benchmarks/region_errors.py [--model assets/synthetic-64] [--n 48] [--face-seed 1]
+    python benchmarks/region_errors.py [--model src/scadm/bundled/synthetic-64] [--n 48] [--face-seed 1]
 
 On n synthetic faces (generator seed --face-seed; 1 = faces the benchmark never scores),
 per class, the mean absolute error per channel (/ 255) of the region's mean colour against
@@ -29,7 +29,7 @@ from scadm.pipeline import SCADMPipeline
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="assets/synthetic-64")
+    ap.add_argument("--model", default="src/scadm/bundled/synthetic-64")
     ap.add_argument("--n", type=int, default=48)
     ap.add_argument("--face-seed", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=16)

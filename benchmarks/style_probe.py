@@ -1,6 +1,6 @@
 """How much of each region's colour a model's style tokens carry (a linear probe).
 
-    python benchmarks/style_probe.py [--model assets/synthetic-64] [--data data/synthetic-64] [--n 1200]
+    python benchmarks/style_probe.py [--model src/scadm/bundled/synthetic-64] [--data data/synthetic-64] [--n 1200]
 
 Encodes `n` synthetic training faces with the model's style encoder E_s, then fits, per class,
 a ridge regression from the class's style token to the region's ground-truth base colour
@@ -65,7 +65,7 @@ def probe(tokens: np.ndarray, colours: np.ndarray, classes: np.ndarray, ridge: f
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", type=Path, default=Path("assets/synthetic-64"))
+    ap.add_argument("--model", type=Path, default=Path("src/scadm/bundled/synthetic-64"))
     ap.add_argument("--data", type=Path, default=Path("data/synthetic-64"))
     ap.add_argument("--n", type=int, default=1200, help="training faces to encode")
     args = ap.parse_args()

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Reproduce the bundled model assets/synthetic-64 from nothing (about 97 minutes on a 2-core CPU;
+# Reproduce the bundled model src/scadm/bundled/synthetic-64 from nothing (about 97 minutes on a 2-core CPU;
 # the two models themselves take 80 of them, the parser 13):
-# synthetic data -> autoencoder -> SCA-DM -> a compact parser for the benchmark -> assets/.
+# synthetic data -> autoencoder -> SCA-DM -> a compact parser for the benchmark -> src/scadm/bundled/.
 #   bash scripts/train_bundled.sh [RUNS_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,11 +12,11 @@ $SCADM train-autoencoder --config synthetic-64 --data data/synthetic-64 --out "$
 $SCADM train --config synthetic-64 --data data/synthetic-64 --autoencoder "$RUNS/synthetic-64-ae/autoencoder" \
     --out "$RUNS/synthetic-64"
 $SCADM train-parser --data data/synthetic-64 --out "$RUNS/parser-synthetic-64" --steps 800 --threads 1
-rm -rf assets/synthetic-64.new
-cp -r "$RUNS/synthetic-64/model" assets/synthetic-64.new
-cp -r "$RUNS/parser-synthetic-64" assets/synthetic-64.new/parser
-cp "$RUNS/synthetic-64/loss.png" "$RUNS/synthetic-64/loss.csv" "$RUNS/synthetic-64/config.yaml" assets/synthetic-64.new/
-cp "$RUNS/synthetic-64-ae/metrics.json" assets/synthetic-64.new/autoencoder-metrics.json
-cp "$RUNS/synthetic-64-ae/loss.png" assets/synthetic-64.new/autoencoder-loss.png
-rm -rf assets/synthetic-64 && mv assets/synthetic-64.new assets/synthetic-64
-echo "bundled model written to assets/synthetic-64"
+rm -rf src/scadm/bundled/synthetic-64.new
+cp -r "$RUNS/synthetic-64/model" src/scadm/bundled/synthetic-64.new
+cp -r "$RUNS/parser-synthetic-64" src/scadm/bundled/synthetic-64.new/parser
+cp "$RUNS/synthetic-64/loss.png" "$RUNS/synthetic-64/loss.csv" "$RUNS/synthetic-64/config.yaml" src/scadm/bundled/synthetic-64.new/
+cp "$RUNS/synthetic-64-ae/metrics.json" src/scadm/bundled/synthetic-64.new/autoencoder-metrics.json
+cp "$RUNS/synthetic-64-ae/loss.png" src/scadm/bundled/synthetic-64.new/autoencoder-loss.png
+rm -rf src/scadm/bundled/synthetic-64 && mv src/scadm/bundled/synthetic-64.new src/scadm/bundled/synthetic-64
+echo "bundled model written to src/scadm/bundled/synthetic-64"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -301,7 +300,7 @@ def test_skip_join_of_presets_and_old_folders():
     # a folder saved before the option existed (schema 1, no skip_join) keeps the per-class join it was trained with
     old = load_config({"schema_version": 1, "conditioning": {"type": "style", "style_encoder": {"layout": "concat"}}})
     assert old.conditioning.style_encoder.skip_join == "per_class"
-    bundled = Path(__file__).parents[1] / "assets" / "synthetic-64"
+    bundled = Path(__file__).parents[1] / "src" / "scadm" / "bundled" / "synthetic-64"
     assert SemanticLDM.from_pretrained(bundled).cfg.conditioning.style_encoder.skip_join == "per_class"
     with pytest.raises(ValueError, match="skip_join must be one of block, per_class"):
         load_config({"conditioning": {"type": "style", "style_encoder": {"skip_join": "interleaved"}}})

@@ -55,9 +55,9 @@ from .photos import Framing, Photo
 ImageLike = Union[str, Path, Image.Image, np.ndarray, Tensor]
 MaskLike = Union[str, Path, Image.Image, np.ndarray, Tensor]
 
-#: The bundled default model (assets/synthetic-64 of the source checkout; see assets/README.md),
-#: or the folder named by $SCADM_MODEL.
-DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "assets" / "synthetic-64"
+#: The bundled default model, package data of scadm (scadm/bundled/synthetic-64; see its README.md),
+#: so an installed wheel carries it; or the folder named by $SCADM_MODEL.
+DEFAULT_MODEL = Path(__file__).resolve().parent / "bundled" / "synthetic-64"
 
 
 def default_model_folder() -> Path:
@@ -66,7 +66,7 @@ def default_model_folder() -> Path:
     folder = Path(os.environ.get("SCADM_MODEL", DEFAULT_MODEL))
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(
-            f"the bundled model is not at {folder}; run from a source checkout, set SCADM_MODEL, or pass --model"
+            f"the bundled model is not at {folder}; reinstall scadm, set SCADM_MODEL, or pass --model"
         )
     return folder
 
@@ -456,7 +456,8 @@ class SCADMPipeline:
             )
         except NonFiniteSampleError as exc:
             raise NonFiniteSampleError(f"{exc}, guidance s = {s:g} ({run.null_condition} null), clip_x0 {clip}; "
-                                       "nothing was written: lower the guidance scale or set clip_x0") from None
+                                       "nothing was written: lower the guidance scale, or set the model config's sampling.clip_x0 "
+                                       "(DDIM and DDPM)") from None
         x = self.first_stage.decode(z).clamp(-1, 1)
         return EditResult(to_pil(x), x, [m.cpu().numpy().astype(np.uint8) for m in ids],
                           {"seeds": seeds, "guidance_scale": s, "null_condition": run.null_condition})
