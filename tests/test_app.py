@@ -137,3 +137,22 @@ def test_an_uploaded_photo_without_a_mask_is_parsed(editor, tmp_path):
     parsed = bundled.mask_ids(bundled.parse(face), "parsed")
     assert parsed.shape == face.shape[:2]
     assert (parsed == bundled.mask_ids(mask, "m")).mean() > 0.8  # the bundled parser knows these faces
+
+
+def test_generation_from_a_mask_alone_gives_the_crops(editor):
+    _, mask, reference, reference_mask = _inputs(editor)
+    r = editor.run("noise-based generation", None, mask, None, None, [], n=2, steps=2, progress=False)
+    assert len(r.images) == 2 and r.images[0][0].size == (32, 32) and "no target photo" in r.status
+    grey = (np.asarray(r.images[0][0]) == 127).all(-1).mean()
+    assert grey < 0.05  # no frame of a placeholder photo around the face
+    r = editor.run("mixed", None, mask, reference, reference_mask, ["hair"], n=1, steps=2, progress=False)
+    assert len(r.images) == 1
+    with pytest.raises(ValueError, match="give a reference face"):
+        editor.run("mixed", None, mask, None, None, ["hair"], steps=2, progress=False)
+
+
+def test_the_parser_given_to_the_app_is_the_one_it_uses(tiny_model):
+    from scadm.pipeline import DEFAULT_MODEL
+
+    editor = Editor(tiny_model, parser=DEFAULT_MODEL / "parser", device="cpu", examples=1)
+    assert editor.pipe.face_parser is not None

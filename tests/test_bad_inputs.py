@@ -8,7 +8,6 @@ and that no input file changed (checksums before and after).
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np

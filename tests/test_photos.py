@@ -20,10 +20,8 @@ from PIL import Image
 
 from scadm.labels import CELEBAMASK_HQ as L
 from scadm.photos import (
-    Box,
     Framing,
     PhotoWarning,
-    crop_image,
     edit_region,
     feather_radius,
     frame_face,

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from scadm.tempfiles import remove_stale, temp_path
@@ -51,7 +50,8 @@ def test_stale_temporaries_of_dead_processes_are_removed_and_live_ones_kept(tmp_
     mine = temp_path(tmp_path / "mine.png")
     mine.write_bytes(b"being written")
     (tmp_path / "keep.png").write_bytes(b"done")
-    assert remove_stale(tmp_path) == 2
+    (tmp_path / ".junk.png.99999999999999999999999.tmp").write_bytes(b"no process has this id")
+    assert remove_stale(tmp_path) == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine.name, "keep.png"])
 
 
@@ -167,3 +167,21 @@ def test_prepare_killed_mid_run_then_restarted_writes_each_output_once(tmp_path)
     leftovers = [p for d in (out, out / "images", out / "labels") for p in d.iterdir() if p.name.endswith(".tmp")]
     assert not leftovers
     assert "unclosed" not in r.stderr and "ResourceWarning" not in r.stderr
+
+
+def test_bulk_sampling_treats_dataset_faces_as_crops_not_photos(tmp_path, tiny_model):
+    """A dataset at another size than the model is resized, as the metrics' real images are, never reframed."""
+    from scadm.config import SamplingOptions
+    from scadm.data import write_synthetic_dataset
+    from scadm.pipeline import SCADMPipeline
+    from scadm.sampling_jobs import run_sampling_job
+
+    data = write_synthetic_dataset(tmp_path / "ds", n=6, size=64, seed=0, test_fraction=0.5, progress=False)
+    run_sampling_job(data, tmp_path / "out", mode="reconstruction", model=tiny_model, device="cpu",
+                     sampling=SamplingOptions(steps=2, seed=7), printer=lambda *a: None, progress=False)
+    pipe = SCADMPipeline.from_pretrained(tiny_model, device="cpu")
+    first = (data / "splits" / "test.txt").read_text().split()[0]
+    image, mask = pipe.load_image(data / "images" / f"{first}.png"), pipe.load_mask(data / "labels" / f"{first}.png")
+    direct = pipe.reconstruct(image, mask, steps=2, seed=7)
+    with Image.open(tmp_path / "out" / f"{first}.png") as im:
+        assert np.array_equal(np.asarray(im), np.asarray(direct.images[0]))

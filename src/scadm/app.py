@@ -15,6 +15,8 @@ gradio is an optional extra: ``pip install 'scadm[app]'``.
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -59,10 +61,10 @@ class Editor:
                  device: str | None = None, examples: int = 6) -> None:
         from .pipeline import SCADMPipeline
 
-        self.pipe = SCADMPipeline.from_pretrained(model, device=device)
+        self.pipe = SCADMPipeline.from_pretrained(model, device=device, parser=parser)
         self.label_set = self.pipe.label_set
-        self.parser = parser
-        self.work = Path(tempfile.mkdtemp(prefix="scadm-app-"))
+        self.work = Path(tempfile.mkdtemp(prefix="scadm-app-"))  # examples and results; removed at exit
+        atexit.register(shutil.rmtree, self.work, ignore_errors=True)
         self.examples = self._write_examples(examples)
 
     # -------------------------------------------------------------- labels and examples
@@ -100,7 +102,8 @@ class Editor:
         if name not in self.examples:
             raise ValueError(f"unknown example {name!r}; choose one of {', '.join(self.examples)}")
         img, mask = self.examples[name]
-        return np.asarray(Image.open(img).convert("RGB")), np.asarray(Image.open(mask).convert("RGB"))
+        with Image.open(img) as im, Image.open(mask) as m:
+            return np.asarray(im.convert("RGB")), np.asarray(m.convert("RGB"))
 
     def parse(self, image: np.ndarray) -> np.ndarray:
         """The colour mask of an uploaded photo, parsed by the pipeline's face parser (the real-photo path)."""
@@ -196,9 +199,11 @@ class Editor:
             raise ValueError(f"target face is {target.shape[1]}x{target.shape[0]} but its mask "
                              f"{before.shape[1]}x{before.shape[0]}; give the mask of this face")
         pipe = self.pipe
+        if target is None:  # generation from the mask alone: nothing to paste into
+            return self._from_mask_alone(application, after, reference, reference_mask, parts, n, sampling)
         # the target is a photo (scadm.photos): its face framed and cut out at the model's size, and each
         # result pasted back into it, so only the edited region of the full-resolution photo changes
-        photo = pipe.photo(target if target is not None else self._blank(before), before)
+        photo = pipe.photo(target, before)
         ref = None
         if application in NEEDS_REFERENCE:
             if reference is None:
@@ -237,21 +242,38 @@ class Editor:
             r = pipe.edit_mask(photo, None, after, sampling=sampling)
             captions = ["with the painted mask"]
         images = r.photos or r.images
+        used = after if application in ("edit with the painted mask", "noise-based generation", "mixed") else before
+        return self._result(application, r, images, captions, used, sampling,
+                            f"{photo.mask_source} mask, face square {photo.box.side} px")
+
+    def _result(self, application: str, r: Any, images: list, captions: list[str], mask: np.ndarray,
+                sampling: SamplingOptions, note: str) -> Result:
+        """Write the first image and its mask for download; the status line."""
         out = Path(tempfile.mkdtemp(dir=self.work))
         result_file, mask_file = out / "result.png", out / "result_mask.png"
         images[0].save(result_file)
-        used = after if application in ("edit with the painted mask", "noise-based generation", "mixed") else before
-        Image.fromarray(self.label_set.colorize(used).astype(np.uint8)).save(mask_file)
+        Image.fromarray(self.label_set.colorize(mask).astype(np.uint8)).save(mask_file)
         s = r.info.get("guidance_scale")
         status = (f"{application}: {len(images)} image(s) of {images[0].width}x{images[0].height}, "
-                  f"{sampling.resolve(pipe.cfg.sampling).steps} steps, guidance s = {s:g}, seed {r.info['seeds'][0]}; "
-                  f"{photo.mask_source} mask, face square {photo.box.side} px")
+                  f"{sampling.resolve(self.pipe.cfg.sampling).steps} steps, guidance s = {s:g}, "
+                  f"seed {r.info['seeds'][0]}; {note}")
         return Result(list(zip(images, captions)), str(result_file), str(mask_file), status)
 
-    @staticmethod
-    def _blank(mask: np.ndarray) -> np.ndarray:
-        """A grey photo for generation from a mask alone (nothing of it survives: the whole face is generated)."""
-        return np.full((*mask.shape, 3), 127, np.uint8)
+    def _from_mask_alone(self, application: str, mask: np.ndarray, reference: np.ndarray | None,
+                         reference_mask: np.ndarray | None, parts: Sequence[str], n: int,
+                         sampling: SamplingOptions) -> Result:
+        """Noise-based or mixed generation for a mask without a target photo: the images are the crops."""
+        pipe = self.pipe
+        count = checks.integer(n, "samples", lo=1, hi=16)
+        if application == "mixed":
+            if reference is None:
+                raise ValueError(f"{application}: give a reference face (upload one or pick an example)")
+            ref = pipe.photo(np.asarray(reference)[..., :3], self.mask_ids(reference_mask, "reference mask"))
+            r = pipe.mix(mask, ref, parts, n=count, sampling=sampling)
+        else:
+            r = pipe.generate(mask, n=count, sampling=sampling)
+        return self._result(application, r, r.images, [f"seed {s}" for s in r.info["seeds"]], mask, sampling,
+                            "no target photo: the generated crops")
 
 
 # ---------------------------------------------------------------------------

@@ -23,7 +23,6 @@ non-empty output folder is refused: nothing is lost or overwritten.
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import re
 import shutil
@@ -37,7 +36,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .conditioning_modes import MODES, get_mode
 from .config import AutoencoderConfig, ModelConfig, SamplingConfig, load_recipe, to_dict
+from .tempfiles import remove_stale, temp_path
 
 __all__ = [
     "RELEASED_FID_SAMPLING", "ConversionReport", "read_checkpoint", "convert_scadm", "convert_vq",
@@ -361,7 +362,7 @@ def map_scadm_checkpoint(path: Path, sd: dict[str, Tensor], cfg: ModelConfig, we
         found = sorted({k.split(".")[0] for k in sd})[:5]
         raise ValueError(f"{path}: no model.diffusion_model.* weights (top-level names: {', '.join(found)}); "
                          "expected the SCA-DM authors' Lightning checkpoint")
-    if cfg.conditioning.type != "style":
+    if get_mode(cfg.conditioning.type).components != MODES["style"].components:
         raise ValueError(f"--config {arch}: conditioning.type is {cfg.conditioning.type!r}; SCA-DM checkpoints are 'style'")
     expected = _meta_state(lambda: SemanticLDM(cfg))
     taken: dict[str, Tensor] = {}
@@ -468,10 +469,11 @@ class _OutputFolder:
         if self.out.exists() and (not self.out.is_dir() or any(self.out.iterdir())):
             what = "a model folder" if (self.out / "config.json").exists() else ("a file" if self.out.is_file() else "a non-empty folder")
             raise FileExistsError(f"{self.out} already exists ({what}); nothing was written: give a new output folder")
-        self.tmp = self.out.parent / f".{self.out.name}.converting-{os.getpid()}"
+        self.tmp = temp_path(self.out)  # a killed conversion's is removed by the next one (remove_stale)
 
     def __enter__(self) -> Path:
         self.out.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale(self.out.parent)
         shutil.rmtree(self.tmp, ignore_errors=True)
         self.tmp.mkdir()
         return self.tmp

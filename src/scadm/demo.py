@@ -18,7 +18,7 @@ import torch
 
 from .config import SamplingOptions
 from .grids import image_grid
-from .pipeline import SCADMPipeline, to_pil
+from .pipeline import SCADMPipeline
 
 FIGURES = [
     ("reconstruction", "Reconstruction (Sec. 4.1): style and mask of the same face."),

@@ -58,32 +58,32 @@ def run_sampling_job(data: str | Path, out: str | Path, *, mode: str = "reconstr
     parts_file = out / "parts.json"
     parts_done: dict[str, str] = json.loads(parts_file.read_text()) if parts_file.is_file() else {}
     bar = tqdm(total=len(todo), desc=f"sample {mode}", disable=not progress)
+    def crop(key: str) -> tuple:
+        """A dataset face as the model's crop: resized to the model's size (never reframed as a photo)."""
+        return pipe.load_image(layout.image_path(key)), pipe.load_mask(layout.label_path(key))
+
     for lo in range(0, len(todo), batch_size):
         chunk = todo[lo:lo + batch_size]
         seeds = [seed + k for k, _ in chunk]
-        images = [layout.image_path(i) for _, i in chunk]
-        masks = [layout.label_path(i) for _, i in chunk]
+        crops = [crop(i) for _, i in chunk]
+        images, masks = [c[0] for c in crops], [c[1] for c in crops]
         if mode == "reconstruction":
             result = pipe.reconstruct(images, masks, sampling=dataclasses.replace(sampling, seed=seeds))
         elif mode == "swap":
             refs = [ids[(k + 1) % len(ids)] for k, _ in chunk]
-            result = pipe.swap(list(zip(images, masks)),
-                               [(layout.image_path(r), layout.label_path(r)) for r in refs], None,
-                               sampling=dataclasses.replace(sampling, seed=seeds))
+            result = pipe.swap(crops, [crop(r) for r in refs], None, sampling=dataclasses.replace(sampling, seed=seeds))
         elif mode == "partial-swap":
             refs = [ids[(k + 1) % len(ids)] for k, _ in chunk]
             tensors = []
             for (k, i), r, seed_k in zip(chunk, refs, seeds):
                 part = partial_swap_part(layout, i, r, k)
                 parts_done[i] = pipe.label_set.names[part]
-                tensors.append(pipe.swap((layout.image_path(i), layout.label_path(i)),
-                                         (layout.image_path(r), layout.label_path(r)), [part],
-                                         sampling=dataclasses.replace(sampling, seed=seed_k)))
+                tensors.append(pipe.swap(crop(i), crop(r), [part], sampling=dataclasses.replace(sampling, seed=seed_k)))
             result = type(tensors[0])([im for t in tensors for im in t.images], None, [], {})
         elif mode == "noise":
             import torch
 
-            ids_t = torch.cat([pipe.load_mask(m) for m in masks])
+            ids_t = torch.cat(masks)
             result = pipe.generate(ids_t, n=len(chunk), sampling=dataclasses.replace(sampling, seed=seeds))
         else:
             raise ValueError(f"unknown mode {mode!r}")

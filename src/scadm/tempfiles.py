@@ -1,8 +1,8 @@
 """Temporary files and folders of atomic writes, and the debris of interrupted ones.
 
-Whatever scadm writes atomically (images of a sampling job or a preparation, checkpoints,
-model folders) is first written under a hidden name that carries the writer's process id,
-``.<name>.<pid>.tmp``, then renamed into place. A process killed mid-write leaves that temporary
+What scadm writes atomically as a job's output (images of a sampling job or a preparation,
+checkpoints, converted model folders) is first written under a hidden name that carries the
+writer's process id, ``.<name>.<pid>.tmp``, then renamed into place. A process killed mid-write leaves that temporary
 behind; :func:`remove_stale` deletes the ones whose process is gone, so a restarted job finds
 no debris and never deletes what a live process (another shard of the same job) is writing.
 """
@@ -30,7 +30,7 @@ def _alive(pid: int) -> bool:
         return True
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError, ValueError):  # gone, or a number no process can have
         return False
     except PermissionError:  # someone else's live process
         return True

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from .common import console
+from .options import Choice
 
 convert_app = typer.Typer(
     help="Import the SCA-DM authors' checkpoint or LDM's VQ-f4 first stage (nothing is downloaded or executed).",
@@ -26,8 +27,8 @@ def _print(report) -> None:
 def sca_dm(
     ckpt: Path = typer.Argument(..., help="The authors' Lightning checkpoint (last.ckpt, epoch=000235.ckpt)."),
     out: Path = typer.Argument(..., help="New model folder to write (must not exist, or be empty)."),
-    weights: str = typer.Option("ema", "--weights", help="ema: the UNet's EMA copy (the FID script); raw: the "
-                                                         "trained weights (the gradio demo)."),
+    weights: str = Choice("ema", "--weights", options=("ema", "raw"),
+                          help="ema: the UNet's EMA copy (the FID script); raw: the trained weights (the gradio demo)."),
     first_stage: Optional[Path] = typer.Option(
         None, "--first-stage", help="LDM's vq-f4 model.ckpt or a diffusers VQModel folder (default: the "
                                     "checkpoint's own first_stage_model.*)."),

@@ -57,8 +57,10 @@ def parse_cmd(
         raise no_parser_error(str(photo))
     spec, where = found
     size = json.loads((folder / "config.json").read_text()).get("image_size", [512])
+    import torch
+
     with console.status("parsing"):
-        fp = load_face_parser(spec, label_set, default_size=int(max(size)), device=device or "cpu",
+        fp = load_face_parser(spec, label_set, default_size=int(max(size)), device=device or ("cuda" if torch.cuda.is_available() else "cpu"),
                               source=f"{spec} ({where})")
         image, _ = load_photo(photo, "PHOTO")
         mask, box = parse_photo(image, fp, label_set, Framing(frame_scale), source=str(photo))

@@ -41,8 +41,6 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import Tensor
 
 from ..config import SamplingOptions
 from ..labels import CELEBAMASK_HQ

@@ -250,8 +250,6 @@ def conditioning_protocol(scorer: Scorer, work: Path, model, sampling: SamplingO
     and/or its mask), then FID/KID (or parser FD), attribute accuracy (classifier on the samples
     against the conditioning attributes), mask accuracy and mIoU (parser against the
     conditioning mask) and LPIPS diversity over `samples` samples per condition."""
-    from PIL import Image
-
     from ..pipeline import SCADMPipeline
     from .metrics import attribute_accuracy, mean_pairwise_distance
 

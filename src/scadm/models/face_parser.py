@@ -32,7 +32,6 @@ __all__ = [
     "BiSeNetParser",
     "load_bisenet",
     "CompactParser",
-    "evaluate_parser",
     "save_compact_parser",
     "load_parser",
     "BISENET_WEIGHTS",
