@@ -183,9 +183,8 @@ class ConditioningMode:
         for section in self.components:
             if getattr(c, section) is None:
                 raise ValueError(f"conditioning.type {self.name!r} needs a conditioning.{section} section")
-        for section, comp in COMPONENTS.items():
-            if getattr(c, section) is not None:
-                comp.check(getattr(c, section), cfg)
+        for section in self.components:  # a section the mode does not use is not checked (nor built)
+            COMPONENTS[section].check(getattr(c, section), cfg)
         if not self.has_tokens:
             if u.cross_attention != "none":
                 raise ValueError(f"conditioning.type {self.name!r} has no tokens: set unet.cross_attention to 'none'")
