@@ -1,0 +1,128 @@
+"""The paper-size guided step and a whole edit: seconds, peak memory, achieved GFLOP/s (prints figures; not a test).
+
+    python benchmarks/paper_step.py [--config paper-256] [--repeats 3] [--steps 2] [--threads 2]
+
+- matmul peak: the best median GFLOP/s of square fp32 matmuls (1024, 2048, 4096) on this machine,
+  measured in the same run;
+- guided step: one denoiser evaluation of the doubled batch (1 image -> 2), with the
+  time-invariant conditioning prepared once as sampling does; its FLOPs are counted with
+  torch's FlopCounterMode, so "achieved" is FLOPs actually needed / seconds;
+- whole edit: encode the target, style tokens, prepare, N guided DDIM steps, decode.
+
+Random weights (the timing does not depend on them); the released null ('zero') as the null.
+On a GPU the step also runs under bf16 and fp16 autocast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import time
+
+import torch
+
+from scadm.conditions import Conditions
+from scadm.config import load_recipe
+from scadm.diffusion import ClassifierFreeGuidance, NoiseSchedule, sample
+from scadm.models.autoencoder import FirstStage, build_autoencoder
+from scadm.models.ldm import SemanticLDM
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _median_seconds(fn, repeats: int, device: str) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def matmul_peak(device: str, repeats: int, sizes=(1024, 2048, 4096)) -> tuple[float, int]:
+    """The best median fp32 matmul throughput over a few square sizes: (GFLOP/s, size)."""
+    best = (0.0, 0)
+    for n in sizes:
+        a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+        sec = _median_seconds(lambda: a @ b, max(repeats, 5), device)
+        best = max(best, (2 * n**3 / sec / 1e9, n))
+    return best
+
+
+def peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", default="paper-256")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=2, help="guided DDIM steps of the whole edit")
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    recipe = load_recipe(args.config)
+    cfg = recipe.model
+    torch.manual_seed(0)
+    with torch.no_grad():
+        model = SemanticLDM(cfg).eval().to(device)
+        first_stage = FirstStage(build_autoencoder(recipe.autoencoder).eval()).to(device)
+        h, w = cfg.image_size
+        ids = torch.randint(0, cfg.unet.num_classes, (1, h, w), device=device)
+        mask = torch.nn.functional.one_hot(ids, cfg.unet.num_classes).permute(0, 3, 1, 2).float()
+        image = torch.rand(1, 3, h, w, device=device) * 2 - 1
+        print(f"{args.config} on {device} ({torch.get_num_threads()} threads): UNet "
+              f"{sum(p.numel() for p in model.unet.parameters()) / 1e6:.1f} M parameters, latent {cfg.latent_size}")
+        peak, n = matmul_peak(device, args.repeats)
+        print(f"matmul peak (fp32, best median over 1024/2048/4096, here {n}^3): {peak:.1f} GFLOP/s")
+
+        cond = model.conditions(mask, image)
+        null = model.conditioner.null(mask, "zero")
+        prepared = model.prepare(cond)
+        guided = ClassifierFreeGuidance(model.unet, model.prepare(null), s=1.2)
+        z = torch.randn(1, cfg.latent_channels, *cfg.latent_size, device=device)
+        t = torch.tensor([500], device=device)
+        from torch.utils.flop_counter import FlopCounterMode
+
+        counter = FlopCounterMode(display=False)
+        with counter:
+            guided(z, t, prepared)
+        flops = counter.get_total_flops()
+        sec = _median_seconds(lambda: guided(z, t, prepared), args.repeats, device)
+        print(f"guided step (batch 1 -> 2): {sec:.2f} s, {flops / 1e9:.0f} GFLOP, achieved {flops / sec / 1e9:.1f} "
+              f"GFLOP/s = {flops / sec / 1e9 / peak:.0%} of the matmul peak; peak RSS so far {peak_rss_gib():.2f} GiB")
+        if device == "cuda":
+            for dtype in (torch.bfloat16, torch.float16):
+                with torch.autocast("cuda", dtype=dtype):
+                    s_amp = _median_seconds(lambda: guided(z, t, prepared), args.repeats, device)
+                print(f"guided step under {dtype} autocast: {s_amp:.3f} s ({1 / s_amp:.1f} steps/s)")
+
+        def edit() -> None:
+            z0 = first_stage.encode(image)
+            c = model.conditions(mask, image)
+            fn = ClassifierFreeGuidance(model.unet, model.prepare(model.conditioner.null(mask, "zero")), s=1.2)
+            zT = sample(fn, tuple(z0.shape), model.prepare(Conditions(mask=c.mask, tokens=c.tokens)),
+                        NoiseSchedule(cfg.schedule), sampler="ddim", steps=args.steps, device=device,
+                        generator=torch.Generator(device).manual_seed(0))
+            first_stage.decode(zT)
+
+        t0 = time.perf_counter()
+        edit()
+        _sync(device)
+        total = time.perf_counter() - t0
+        print(f"whole edit with {args.steps} guided DDIM steps: {total:.1f} s "
+              f"(so about {total - args.steps * sec + 200 * sec:.0f} s with the released 200 steps); "
+              f"peak RSS {peak_rss_gib():.2f} GiB")
+
+
+if __name__ == "__main__":
+    main()
