@@ -126,18 +126,13 @@ class Editor:
         """A colour mask (H, W, 3|4) in the palette, or an id map (H, W), as class ids; unknown colours are an error."""
         if mask is None:
             raise ValueError(f"{what}: give a mask (upload one, pick an example face, or parse the photo)")
+        from .data.layout import ids_from_rgb
+        from .photos import read_mask
+
         arr = np.asarray(mask)
-        if arr.ndim == 3:
-            arr = arr[..., :3]
-            if (arr[..., 0] == arr[..., 1]).all() and (arr[..., 1] == arr[..., 2]).all() and \
-                    int(arr.max()) < self.label_set.num_classes:
-                return arr[..., 0].astype(np.uint8)  # an id map saved as RGB
-            return self.label_set.from_colors(arr, source=what).astype(np.uint8)
-        if arr.ndim == 2:
-            if int(arr.max()) >= self.label_set.num_classes:
-                raise ValueError(f"{what}: class id {int(arr.max())}; the label set has {self.label_set.num_classes} classes")
-            return arr.astype(np.uint8)
-        raise ValueError(f"{what}: a mask must be an image (H x W or H x W x 3), got shape {arr.shape}")
+        if arr.ndim == 3:  # the page's images are RGB: palette colours, or an id map saved as RGB
+            arr = ids_from_rgb(arr[..., :3], self.label_set, what)
+        return read_mask(arr, self.label_set, what)
 
     def painted_masks(self, value: dict | None) -> tuple[np.ndarray, np.ndarray]:
         """(the mask before painting, the painted mask) from the mask editor.

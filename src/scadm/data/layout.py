@@ -41,6 +41,7 @@ __all__ = [
     "load_image",
     "load_label",
     "load_mask_file",
+    "ids_from_rgb",
     "open_image",
     "parse_size",
     "save_png",
@@ -194,13 +195,17 @@ def load_mask_file(path: str | Path, label_set: LabelSet | str | None = None) ->
     ls = get_label_set(label_set)
     img = open_image(path)
     if img.mode in ("RGB", "RGBA"):
-        rgb = np.asarray(img.convert("RGB"))
-        gray = (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()
-        if gray and int(rgb.max()) < ls.num_classes and not _all_in_palette(rgb, ls):
-            # An id map saved as RGB (r = g = b = id); the palette has no such greys.
-            return np.ascontiguousarray(rgb[..., 0])
-        return ls.from_colors(rgb, source=str(path))
+        return ids_from_rgb(np.asarray(img.convert("RGB")), ls, str(path))
     return load_label(path, ls.num_classes)
+
+
+def ids_from_rgb(rgb: np.ndarray, label_set: LabelSet, source: str) -> np.ndarray:
+    """An (H, W, 3) mask as class ids: colours of the label set's palette, or an id map saved as RGB
+    (r = g = b = id, greys the palette does not have). Unknown colours are an error naming them."""
+    gray = (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()
+    if gray and int(rgb.max()) < label_set.num_classes and not _all_in_palette(rgb, label_set):
+        return np.ascontiguousarray(rgb[..., 0])
+    return label_set.from_colors(rgb, source=source)
 
 
 def _all_in_palette(rgb: np.ndarray, ls: LabelSet) -> bool:
