@@ -25,7 +25,7 @@ from scadm.diffusion import (
 )
 import scadm.diffusion.guidance as guidance_mod
 
-SAMPLERS = ["ddim", "ddpm", "dpm++"]
+SAMPLERS = ["ddim", "ddpm", "dpm++", "unipc"]
 
 
 def gens(*seeds):
@@ -354,7 +354,7 @@ def test_same_seed_same_sample_and_batch_independence(sampler):
 
 
 @pytest.mark.parametrize(
-    "sampler,steps,eta", [("ddim", 200, 0.0), ("ddim", 1000, 1.0), ("ddpm", 1000, 0.0), ("dpm++", 20, 0.0)]
+    "sampler,steps,eta", [("ddim", 200, 0.0), ("ddim", 1000, 1.0), ("ddpm", 1000, 0.0), ("dpm++", 20, 0.0), ("unipc", 20, 0.0)]
 )
 def test_gaussian_data_analytic(sampler, steps, eta):
     """With the exact eps for x0 ~ N(mu, sigma^2), samples have mean ~ mu and std ~ sigma.
@@ -370,16 +370,17 @@ def test_gaussian_data_analytic(sampler, steps, eta):
     assert abs(x.std().item() - sigma) < 0.015
 
 
-def test_dpmpp_karras_is_accurate_with_few_steps():
-    """DPM++ 2M (Karras sigmas, our default) at 20 steps beats DDIM at 20 steps on narrow data."""
+@pytest.mark.parametrize("solver", ["dpm++", "unipc"])
+def test_multistep_solvers_are_accurate_with_few_steps(solver):
+    """DPM++ 2M and UniPC (Karras sigmas, our default) at 20 steps beat DDIM at 20 steps on narrow data."""
     s = NoiseSchedule()
     fn = gaussian_oracle(s, 0.0, 0.1)
     kw = dict(steps=20, generator=torch.Generator().manual_seed(0))
-    dpm = sample(fn, (20000, 1), None, s, sampler="dpm++", **kw)
+    fast = sample(fn, (20000, 1), None, s, sampler=solver, **kw)
     kw["generator"] = torch.Generator().manual_seed(0)
     ddim = sample(fn, (20000, 1), None, s, sampler="ddim", **kw)
-    assert abs(dpm.std().item() - 0.1) < 0.01
-    assert abs(dpm.std().item() - 0.1) < abs(ddim.std().item() - 0.1)
+    assert abs(fast.std().item() - 0.1) < 0.01
+    assert abs(fast.std().item() - 0.1) < abs(ddim.std().item() - 0.1)
 
 
 def test_sample_callback_x_T_and_conditions_passthrough():
@@ -413,7 +414,7 @@ def test_other_schedules_sample():
     for kind in ("linear", "cosine"):
         s = NoiseSchedule(ScheduleConfig(kind=kind, beta_start=1e-4, beta_end=0.02))
         for sampler in SAMPLERS:
-            steps = 50 if sampler == "dpm++" else 100
+            steps = 50 if sampler in ("dpm++", "unipc") else 100
             x = sample(gaussian_oracle(s, 0.5, 1.0), (5000, 2), None, s, sampler=sampler, steps=steps,
                        generator=torch.Generator().manual_seed(0))
             assert torch.isfinite(x).all()
@@ -535,7 +536,7 @@ def test_v_target_formula_and_loss_oracle():
         NoiseSchedule(prediction_type="x0")
 
 
-@pytest.mark.parametrize("sampler,steps", [("ddim", 50), ("ddpm", 1000), ("dpm++", 20)])
+@pytest.mark.parametrize("sampler,steps", [("ddim", 50), ("ddpm", 1000), ("dpm++", 20), ("unipc", 20)])
 def test_v_prediction_samples_like_eps(sampler, steps):
     """The same exact model, parameterised as v, gives the same samples as its eps form."""
     s_eps, s_v = NoiseSchedule(), NoiseSchedule(prediction_type="v_prediction")

@@ -147,3 +147,33 @@ def test_noise_protocol_reports_the_parser_iou_per_part():
     assert 0.0 < iou["skin"]["noise"] < 1.0  # the mouth's pixels were added to it
     assert 0.0 < r["noise_miou"] < 1.0
     assert "| mouth | 0.000 |" in synthetic_markdown(r, "scadm eval synthetic")
+
+
+def test_standard_errors_count_faces_not_regions(reports):
+    from scadm.eval.controllability import Tally
+    from scadm.eval.reporting import synthetic_markdown
+
+    clustered, independent = Tally(), Tally()
+    for face, ok in ((0, True), (1, False)):
+        for _ in range(10):
+            clustered.add(3, ok, face)
+            independent.add(3, ok)
+    assert clustered.rate == independent.rate == 0.5
+    assert clustered.se == pytest.approx(0.5)  # two faces: all or nothing each
+    assert independent.se == pytest.approx(np.sqrt(20 / 19 * 20 * 0.25) / 20)  # ~ binomial sqrt(p(1-p)/n)
+    blind = reports[False]["standard_errors"]
+    assert 0.01 < blind["reconstruction_success"] < 0.15
+    assert reports[True]["standard_errors"]["reconstruction_success"] < 0.03
+    assert "| standard error |" in synthetic_markdown(reports[False], "scadm eval synthetic")
+
+
+def test_noise_ratio_standard_error_is_a_bootstrap_over_faces():
+    from scadm.eval.controllability import _bootstrap_miou_ratio_se
+
+    real = np.stack([np.diag([50, 50, 50])] * 20)  # the parser is perfect on real faces
+    same = np.stack([np.array([[40, 10, 0], [0, 50, 0], [0, 0, 50]])] * 20)
+    assert _bootstrap_miou_ratio_se(np.stack([same, real])) == pytest.approx(0.0, abs=1e-12)  # every face alike
+    varied = same.copy()
+    varied[::2] = np.diag([50, 50, 50])  # half the faces perfect, half with class 0 half-missed
+    se = _bootstrap_miou_ratio_se(np.stack([varied, real]))
+    assert 0.005 < se < 0.05

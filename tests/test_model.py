@@ -325,6 +325,39 @@ def test_prepared_conditions_equal_raw_and_are_time_invariant():
         assert torch.allclose(model(z, tt, cond), model(z, tt, prepared), atol=1e-6)
 
 
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients(monkeypatch):
+    import scadm.models.unet as unet_mod
+
+    calls = []
+    real = unet_mod.checkpoint
+    monkeypatch.setattr(unet_mod, "checkpoint", lambda *a, **k: calls.append(1) or real(*a, **k))
+    torch.manual_seed(0)
+    model = SemanticLDM(load_config("tiny"))
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    mask, image = random_mask(2, 19, 32, 32), torch.randn(2, 3, 32, 32)
+    z, t = torch.randn(2, 3, 8, 8), torch.tensor([10, 700])
+    grads = []
+    for on in (False, True):
+        model.zero_grad()
+        model.unet.gradient_checkpointing = on
+        out = model(z, t, model.conditions(mask, image))
+        (out**2).mean().backward()
+        grads.append((out.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    (out_a, ga), (out_b, gb) = grads
+    n_blocks = len(model.unet.input_blocks) + 1 + len(model.unet.output_blocks)
+    assert len(calls) == n_blocks  # every block recomputed, in the second pass only
+    assert torch.equal(out_a, out_b)
+    assert ga.keys() == gb.keys() and len(ga) > 50
+    for name in ga:
+        torch.testing.assert_close(ga[name], gb[name], rtol=1e-5, atol=1e-7, msg=name)
+    # only in training with gradients: sampling never recomputes
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(z, t, model.conditions(mask, image)), out_a)
+    assert len(calls) == n_blocks
+
+
 def test_spade_is_groupnorm_without_affine_then_scale_shift():
     torch.manual_seed(0)
     spade = SPADE(32, 19, hidden=16)

@@ -49,7 +49,7 @@ def test_same_seed_same_image_and_batch_equals_one_by_one(pipe, tiny_faces):
     assert not torch.allclose(batch, other)
 
 
-@pytest.mark.parametrize("sampler", ["ddim", "ddpm", "dpm++"])
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm", "dpm++", "unipc"])
 def test_samplers_and_guidance_options(pipe, tiny_faces, sampler):
     i0, m0, _ = tiny_faces[0]
     a = pipe.reconstruct(i0, m0, sampler=sampler, steps=3, guidance_scale=0.0)
@@ -205,3 +205,18 @@ def test_cli_sampling_flags_reach_the_sampler_as_one_options_object(run_cli, tin
                                     progress=True)]
     r = run_cli("edit", "generate", "--mask", m0, "--out", tmp_path / "g.png", "--model", tiny_model, "--steps", 0)
     assert r.code == 1 and "--steps 0: must be a whole number in [1, 10000]" in r.err
+
+
+def test_bf16_autocast_sampling_stays_close_to_fp32():
+    """precision="bf16" runs the denoiser under autocast (here on the CPU; on a GPU in tests/test_cuda.py)."""
+    from scadm.data.synthetic import render_face, synthetic_split_ids
+
+    pipe = SCADMPipeline.from_pretrained(None, device="cpu")  # the bundled model: trained weights
+    faces = [render_face(i, seed=0, size=pipe.image_size) for i in synthetic_split_ids("test", 2)]
+    args = ([f.image for f in faces], [f.label for f in faces])
+    ref = pipe.reconstruct(*args, steps=4, sampler="dpm++").tensors
+    low = pipe.reconstruct(*args, steps=4, sampler="dpm++", precision="bf16").tensors
+    rel = ((low - ref).norm() / ref.norm()).item()
+    assert 0 < rel < 0.03, rel  # measured 0.007 at 10 steps
+    with pytest.raises(ValueError, match="precision"):
+        pipe.reconstruct(*args, steps=1, precision="int8")

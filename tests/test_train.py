@@ -93,6 +93,31 @@ def test_resume_equals_uninterrupted(tiny_data, tiny_ae, tmp_path):
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
 
 
+def test_gradient_checkpointing_trains_the_same_weights(tiny_data, tiny_ae, tmp_path):
+    for on in (False, True):
+        train_diffusion(recipe(max_steps=3, gradient_checkpointing=on, cache_latents=True), tiny_data, tmp_path / str(on),
+                        autoencoder=tiny_ae, progress=False, printer=quiet)
+    assert losses(tmp_path / "True") == pytest.approx(losses(tmp_path / "False"), rel=1e-5, abs=1e-6)
+    a = load_file(str(tmp_path / "False" / "model" / "model.safetensors"))
+    b = load_file(str(tmp_path / "True" / "model" / "model.safetensors"))
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+
+
+def test_export_every_writes_model_folders_for_a_learning_curve(tiny_data, tiny_ae, tmp_path):
+    from scadm.pipeline import SCADMPipeline
+
+    train_diffusion(recipe(max_steps=4, export_every=2, cache_latents=True), tiny_data, tmp_path / "run",
+                    autoencoder=tiny_ae, progress=False, printer=quiet)
+    exports = tmp_path / "run" / "exports"
+    assert sorted(p.name for p in exports.iterdir()) == ["step-0000002", "step-0000004"]
+    final = load_file(str(tmp_path / "run" / "model" / "model.safetensors"))
+    last = load_file(str(exports / "step-0000004" / "model.safetensors"))
+    first = load_file(str(exports / "step-0000002" / "model.safetensors"))
+    assert all(torch.equal(final[k], last[k]) for k in final)
+    assert any(not torch.equal(final[k], first[k]) for k in final)
+    SCADMPipeline.from_pretrained(exports / "step-0000002", device="cpu")  # a complete model folder
+
+
 def test_existing_run_needs_resume(tiny_data, tiny_ae, tmp_path):
     r = recipe(max_steps=1, checkpoint_every=1)
     train_diffusion(r, tiny_data, tmp_path / "run", autoencoder=tiny_ae, progress=False, printer=quiet)

@@ -28,6 +28,7 @@ from PIL import Image
 
 from . import checks
 from .config import SamplingOptions
+from .diffusion.schedule import SAMPLERS
 
 __all__ = ["APPLICATIONS", "Editor", "build_page", "serve"]
 
@@ -366,7 +367,7 @@ def build_page(editor: Editor):
                     n = gr.Slider(1, 8, value=1, step=1, label="Samples (noise-based, mixed)")
             with gr.Column():
                 cfg = editor.pipe.cfg.sampling
-                sampler = gr.Dropdown(["ddim", "ddpm", "dpm++"], value=cfg.sampler, label="Sampler")
+                sampler = gr.Dropdown(list(SAMPLERS), value=cfg.sampler, label="Sampler")
                 steps = gr.Slider(1, 200, value=cfg.steps, step=1, label="Steps", elem_id="steps")
                 guidance_scale = gr.Number(value=cfg.guidance_scale, label="Guidance scale s (paper Eq. 4)")
                 from .conditioning_modes import NULL_CONDITIONS

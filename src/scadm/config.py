@@ -185,6 +185,10 @@ class SamplingConfig:
         return self.noise_null_condition or self.null_condition
 
 
+#: the denoiser's arithmetic while sampling (SamplingOptions.precision)
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
 @dataclass
 class SamplingOptions:
     """The sampling settings of one call, the one form they take from the CLI (or the Python API, or
@@ -202,6 +206,9 @@ class SamplingOptions:
     #: image i uses seed + i (or seeds[i] when a sequence)
     seed: int | tuple[int, ...] | list[int] = 0
     progress: bool = False
+    #: the denoiser's arithmetic: "fp32", or "bf16" / "fp16" autocast (the latents, the solver and
+    #: the first stage stay in float32)
+    precision: str = "fp32"
 
     def resolve(self, defaults: SamplingConfig, noise_based: bool = False) -> SamplingConfig:
         """Every setting decided: this call's value, else the model's default. `noise_based`: the
@@ -221,7 +228,15 @@ class SamplingOptions:
         out.guidance_scale = checks.number(out.guidance_scale, "guidance_scale", lo=0, hi=1e4)
         if out.clip_x0 is not None:
             out.clip_x0 = checks.number(out.clip_x0, "clip_x0", lo=0)
+        _check_choice("precision", self.precision, PRECISIONS)
         return out
+
+    @property
+    def autocast_dtype(self) -> "torch.dtype | None":
+        """The autocast dtype of :attr:`precision` (None: float32, no autocast)."""
+        import torch
+
+        return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
 
     def seeds(self, batch: int) -> list[int]:
         """The seed of each of `batch` images."""
@@ -352,6 +367,9 @@ class TrainConfig:
     grad_clip: float = 0.0
     #: "auto" (bf16 autocast on GPU, fp32 on CPU), "no", "bf16", "fp16"
     mixed_precision: str = "auto"
+    #: recompute each UNet block's activations in the backward pass instead of keeping them
+    #: (less memory per sample, about a third more compute; the released code always does)
+    gradient_checkpointing: bool = False
     #: random horizontal flip with left/right class swap (SCA-DM: off)
     flip: bool = False
     num_workers: int = 2
@@ -359,6 +377,9 @@ class TrainConfig:
     sample_every: int = 1000
     checkpoint_every: int = 1000
     keep_last: int = 3
+    #: every this many steps, also export the EMA model to RUN/exports/step-XXXXXXX (a model folder,
+    #: for learning curves: evaluate each one); 0 = off
+    export_every: int = 0
     seed: int = 0
     cache_latents: bool = False
     #: first-stage folder (diffusers format); relative paths are relative to the repository root

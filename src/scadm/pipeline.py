@@ -448,12 +448,14 @@ class SCADMPipeline:
         gens = [torch.Generator(self.device).manual_seed(int(x)) for x in seeds]
         clip = run.clip_x0
         extra = {"clip_sample": True, "clip_sample_range": float(clip)} if clip and run.sampler in ("ddim", "ddpm") else None
+        low = o.autocast_dtype
         try:
-            z = sample(
-                model_fn, (b, self.cfg.latent_channels, *latent), prepared, self.schedule,
-                sampler=run.sampler, steps=run.steps, eta=run.eta,
-                generator=gens, device=self.device, progress=o.progress, scheduler_kwargs=extra,
-            )
+            with torch.autocast(self.device.type, dtype=low, enabled=low is not None):
+                z = sample(
+                    model_fn, (b, self.cfg.latent_channels, *latent), prepared, self.schedule,
+                    sampler=run.sampler, steps=run.steps, eta=run.eta,
+                    generator=gens, device=self.device, progress=o.progress, scheduler_kwargs=extra,
+                )
         except NonFiniteSampleError as exc:
             raise NonFiniteSampleError(f"{exc}, guidance s = {s:g} ({run.null_condition} null), clip_x0 {clip}; "
                                        "nothing was written: lower the guidance scale, or set the model config's sampling.clip_x0 "

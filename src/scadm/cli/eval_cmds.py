@@ -11,7 +11,8 @@ import typer
 
 from .. import checks
 from .common import console
-from .options import Choice, DeviceOpt, InDir, InFileOrDir, Integer, ModelOpt, OutDir, OutFile, StepsOpt, checked
+from .options import (DeviceOpt, InDir, InFileOrDir, Integer, ModelOpt, OutDir, OutFile, StepsOpt, checked,
+                      sampler_name)
 
 
 def _step_list(value: str, name: str) -> list[int]:
@@ -70,6 +71,8 @@ def synthetic(
     model: Optional[Path] = ModelOpt,
     n: int = Integer(200, "--n", help="Held-out synthetic faces.", lo=2, hi=1_000_000),
     parser: Optional[Path] = ParserOpt,
+    sampler: Optional[str] = typer.Option(None, "--sampler", help="ddim, ddpm, dpm++ or unipc (default: the model's).",
+                                          callback=checked(sampler_name)),
     steps: Optional[int] = StepsOpt,
     seed: int = SeedOpt,
     batch_size: int = Integer(16, "--batch-size", help="Faces per sampling batch.", lo=1, hi=4096),
@@ -95,10 +98,10 @@ def synthetic(
         console.print("[yellow]no parser given and none ships with the model: noise_miou_ratio is skipped[/]")
     with Progress(console=console, transient=True) as prog:
         task = prog.add_task("synthetic benchmark", total=None)
-        bench = SyntheticBenchmark(pipe, n=n, seed=seed, batch_size=batch_size, sampling=SamplingOptions(steps=steps),
+        bench = SyntheticBenchmark(pipe, n=n, seed=seed, batch_size=batch_size, sampling=SamplingOptions(sampler=sampler, steps=steps),
                                    progress=lambda what, k: prog.update(task, description=f"{what}: {k}/{n}"))
         report = bench.run(parser=parser_net)
-    run, noise_run = (SamplingOptions(steps=steps).resolve(pipe.cfg.sampling, noise_based=nb) for nb in (False, True))
+    run, noise_run = (SamplingOptions(sampler=sampler, steps=steps).resolve(pipe.cfg.sampling, noise_based=nb) for nb in (False, True))
     nulls = f"{run.null_condition} null condition"
     if noise_run.null_condition != run.null_condition:
         nulls += f"; noise-based samples: {noise_run.null_condition}"
@@ -121,7 +124,7 @@ def synthetic(
 @eval_app.command("timing")
 def timing(
     model: Optional[Path] = ModelOpt,
-    sampler: str = Choice("ddim", "--sampler", help="ddim, ddpm or dpm++.", options=("ddim", "ddpm", "dpm++")),
+    sampler: str = typer.Option("ddim", "--sampler", help="ddim, ddpm, dpm++ or unipc.", callback=checked(sampler_name)),
     steps: str = typer.Option("50", "--steps", help="Comma-separated step counts, e.g. 10,50.", callback=checked(_step_list)),
     batch_size: int = Integer(1, "--batch-size", help="Images per call.", lo=1, hi=4096),
     repeats: int = Integer(3, "--repeats", help="Timed calls per setting (after one warm-up).", lo=1, hi=1000),

@@ -103,7 +103,7 @@ def ArgOutDir(help: str) -> Any:  # noqa: A002, N802
     return typer.Argument(..., help=help, callback=checked(checks.output_dir))
 
 
-def _sampler(value: str, name: str) -> str:
+def sampler_name(value: str, name: str) -> str:
     from ..diffusion.schedule import SAMPLERS, normalize_sampler
 
     try:
@@ -143,8 +143,8 @@ _MODEL_OPTIONS = (
     _Shared("device", Optional[str], DeviceOpt),
 )
 _SAMPLING_OPTIONS = (
-    _Shared("sampler", Optional[str], typer.Option(None, "--sampler", help="ddim, ddpm or dpm++ (default: the model's).",
-                                                   callback=checked(_sampler))),
+    _Shared("sampler", Optional[str], typer.Option(None, "--sampler", help="ddim, ddpm, dpm++ or unipc (default: the model's).",
+                                                   callback=checked(sampler_name))),
     _Shared("steps", Optional[int], StepsOpt),
     _Shared("eta", Optional[float], Number(None, "--eta", help="DDIM eta: 0 deterministic, 1 stochastic.", lo=0, hi=1)),
     _Shared("guidance_scale", Optional[float],
@@ -153,6 +153,8 @@ _SAMPLING_OPTIONS = (
         None, "--null-condition", help="'style' (empty style, same mask), 'full' (and zero mask) or 'zero' (the released code's: zero tokens, zero mask); default: the model's.",
         callback=checked(_lazy_choice, _null_names))),
     _Shared("seed", int, Integer(0, "--seed", help="Image i uses seed + i.", lo=0, hi=2**63 - 1)),
+    _Shared("precision", str, Choice("fp32", "--precision", help="The denoiser's arithmetic: fp32, or bf16 / fp16 autocast (for GPUs).",
+                                     options=("fp32", "bf16", "fp16"))),
 )
 _ATTRIBUTE_OPTIONS = (
     _Shared("set_", Optional[str], typer.Option(None, "--set", help="Attributes for models that take them, e.g. Eyeglasses=1,Smiling=0.")),

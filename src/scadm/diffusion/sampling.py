@@ -80,7 +80,8 @@ def sample(
     model_fn(x_t, t: LongTensor[B], cond) -> eps (or v, per ``schedule.prediction_type``).
     ``cond`` is passed as is (wrap model_fn in :class:`ClassifierFreeGuidance` for guidance).
     sampler: "ddim" (``eta``; LDM timesteps), "ddpm" (ancestral, fixed_small variance; eta
-    ignored), "dpm++" (DPM-Solver++ 2M, deterministic; eta ignored).
+    ignored), "dpm++" (DPM-Solver++ 2M, deterministic; eta ignored), "unipc" (UniPC bh2,
+    deterministic; eta ignored).
     generator: one generator, a list with one per batch element, or None.
     x_T: optional start noise (otherwise drawn from ``generator``).
     callback(i, t, x): called after step i (which denoised from timestep t) with the new latent.

@@ -84,23 +84,36 @@ def style_colors(styles: dict[str, dict]) -> dict[int, np.ndarray]:
 
 @dataclass
 class Tally:
-    """Successes and trials, overall and per part."""
+    """Successes and trials, overall, per part and per face (for the standard error)."""
 
     hits: int = 0
     trials: int = 0
     per_part: dict[str, list[int]] = field(default_factory=dict)
+    per_face: dict[int, list[int]] = field(default_factory=dict)
 
-    def add(self, part: int, ok: bool) -> None:
+    def add(self, part: int, ok: bool, face: int | None = None) -> None:
+        """One trial; `face` groups the trials of one face (None: a group of its own)."""
         name = CELEBAMASK_HQ.names[part]
         self.hits += int(ok)
         self.trials += 1
-        rec = self.per_part.setdefault(name, [0, 0])
-        rec[0] += int(ok)
-        rec[1] += 1
+        for rec in (self.per_part.setdefault(name, [0, 0]),
+                    self.per_face.setdefault(-self.trials if face is None else face, [0, 0])):
+            rec[0] += int(ok)
+            rec[1] += 1
 
     @property
     def rate(self) -> float:
         return self.hits / self.trials if self.trials else float("nan")
+
+    @property
+    def se(self) -> float:
+        """Standard error of :attr:`rate` with the faces as independent clusters (the regions of one
+        face are not independent trials): sqrt(n / (n - 1) sum_f (h_f - rate t_f)^2) / T."""
+        n = len(self.per_face)
+        if n < 2:
+            return float("nan")
+        h, t = np.array(list(self.per_face.values()), dtype=np.float64).T
+        return float(np.sqrt(n / (n - 1) * np.sum((h - self.rate * t) ** 2)) / t.sum())
 
     def breakdown(self) -> dict[str, dict[str, float]]:
         return {k: {"rate": v[0] / v[1], "n": v[1]} for k, v in sorted(self.per_part.items())}
@@ -166,7 +179,7 @@ class SyntheticBenchmark:
             means = region_means(g, self.faces[i].label)
             for c, col in self.colors[i].items():
                 if c in means:
-                    tally.add(c, closer(means[c], col, self._other(i, c)))
+                    tally.add(c, closer(means[c], col, self._other(i, c)), i)
         return tally
 
     def total_swap(self) -> Tally:
@@ -180,7 +193,7 @@ class SyntheticBenchmark:
             means = region_means(g, self.faces[i].label)
             for c in self.colors[i]:
                 if c in self.colors[i + 1] and c in means:
-                    tally.add(c, closer(means[c], self.colors[i + 1][c], self.colors[i][c]))
+                    tally.add(c, closer(means[c], self.colors[i + 1][c], self.colors[i][c]), i)
         return tally
 
     def _swap_parts(self, among: Sequence[str] | None = None) -> list[int]:
@@ -208,10 +221,10 @@ class SyntheticBenchmark:
             means = region_means(g, self.faces[i].label)
             p = parts[i]
             if p in means:
-                swapped.add(p, closer(means[p], self.colors[i + 1][p], self.colors[i][p]))
+                swapped.add(p, closer(means[p], self.colors[i + 1][p], self.colors[i][p]), i)
             for c in self.colors[i]:
                 if c != p and c in self.colors[i + 1] and c in means:
-                    preserved.add(c, closer(means[c], self.colors[i][c], self.colors[i + 1][c]))
+                    preserved.add(c, closer(means[c], self.colors[i][c], self.colors[i + 1][c]), i)
         return swapped, preserved
 
     def mixed(self) -> Tally:
@@ -226,7 +239,7 @@ class SyntheticBenchmark:
             means = region_means(g, self.faces[i].label)
             for c in parts:
                 if c in means and c in self.colors[i + 1]:
-                    tally.add(c, closer(means[c], self.colors[i + 1][c], self._other(i + 1, c)))
+                    tally.add(c, closer(means[c], self.colors[i + 1][c], self._other(i + 1, c)), i)
         return tally
 
     def interpolation(self, n: int | None = 100, min_distance: float = 40.0, tolerance: float = 0.1) -> Tally:
@@ -253,7 +266,7 @@ class SyntheticBenchmark:
                 m = region_means(frame, self.faces[i].label).get(p)
                 proj.append(float(np.dot(m - a, b - a) / np.dot(b - a, b - a)) if m is not None else math.nan)
             ok = all(not math.isnan(x) for x in proj) and all(y >= x - tolerance for x, y in zip(proj, proj[1:]))
-            tally.add(p, ok)
+            tally.add(p, ok, i)
         return tally
 
     def noise_miou(self, parser) -> dict[str, float]:
@@ -264,14 +277,20 @@ class SyntheticBenchmark:
         gens = self._batches(idx, lambda b: self._arrays(self.pipe.generate(
             np.stack([self.faces[i].label for i in b]), n=len(b), sampling=self.sampling,
             seed=self.seed + b[0])), "noise-based")
-        fake, real = ConfusionMatrix(CELEBAMASK_HQ.num_classes), ConfusionMatrix(CELEBAMASK_HQ.num_classes)
+        k = CELEBAMASK_HQ.num_classes
+        fake, real = ConfusionMatrix(k), ConfusionMatrix(k)
+        per_face = np.zeros((2, self.n, k, k), dtype=np.int64)  # (fake, real) confusion of each face
         with torch.no_grad():
             for lo in range(0, self.n, 32):
                 hi = min(self.n, lo + 32)
                 labels = torch.from_numpy(np.stack([self.faces[i].label for i in range(lo, hi)]).astype(np.int64))
-                for images, cm in ((np.stack(gens[lo:hi]), fake), (np.stack([self.faces[i].image for i in range(lo, hi)]), real)):
+                for which, (images, cm) in enumerate(((np.stack(gens[lo:hi]), fake),
+                                                      (np.stack([self.faces[i].image for i in range(lo, hi)]), real))):
                     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
-                    cm.update(parser.parse(x).cpu(), labels)
+                    pred = parser.parse(x).cpu()
+                    cm.update(pred, labels)
+                    for j in range(hi - lo):
+                        per_face[which, lo + j] = ConfusionMatrix(k).update(pred[j], labels[j]).matrix.numpy()
         f, r = fake.miou(), real.miou()
         per_part = {
             CELEBAMASK_HQ.names[c]: {"noise": float(a), "real": float(b)}
@@ -279,7 +298,7 @@ class SyntheticBenchmark:
         }
         return {"noise_miou": f, "real_miou": r, "noise_miou_ratio": f / r if r > 0 else float("nan"),
                 "noise_pixel_accuracy": fake.pixel_accuracy(), "real_pixel_accuracy": real.pixel_accuracy(),
-                "noise_iou_per_part": per_part, "_generated": gens}
+                "noise_iou_per_part": per_part, "_generated": gens, "_ratio_se": _bootstrap_miou_ratio_se(per_face)}
 
     # -------------------------------------------------------------- everything
     def run(self, parser=None, protocols: Sequence[str] | None = None) -> dict[str, Any]:
@@ -287,29 +306,61 @@ class SyntheticBenchmark:
                                        "interpolation", "noise"))
         sampling = {k: v for k, v in dataclasses.asdict(self.sampling).items() if k not in ("seed", "progress")}
         report: dict[str, Any] = {"n": self.n, "sampling": sampling, "seed": self.seed}
+        se: dict[str, float] = {}
+
+        def rate(key: str, t: Tally) -> float:
+            se[key] = t.se
+            return t.rate
+
         if "reconstruction" in protocols:
             t = self.reconstruction()
-            report.update(reconstruction_success=t.rate, reconstruction_per_part=t.breakdown())
+            report.update(reconstruction_success=rate("reconstruction_success", t), reconstruction_per_part=t.breakdown())
         if "total_swap" in protocols:
             t = self.total_swap()
-            report.update(total_swap_success=t.rate, total_swap_per_part=t.breakdown())
+            report.update(total_swap_success=rate("total_swap_success", t), total_swap_per_part=t.breakdown())
         if "partial_swap" in protocols:
             s, p = self.partial_swap()
-            report.update(partial_swap_success=s.rate, partial_swap_per_part=s.breakdown(),
-                          partial_swap_preserved=p.rate, partial_swap_preserved_per_part=p.breakdown())
+            report.update(partial_swap_success=rate("partial_swap_success", s), partial_swap_per_part=s.breakdown(),
+                          partial_swap_preserved=rate("partial_swap_preserved", p),
+                          partial_swap_preserved_per_part=p.breakdown())
         if "partial_swap_all" in protocols:
             s, p = self.partial_swap(among=None)
-            report.update(partial_swap_all_success=s.rate, partial_swap_all_per_part=s.breakdown(),
-                          partial_swap_all_preserved=p.rate)
+            report.update(partial_swap_all_success=rate("partial_swap_all_success", s),
+                          partial_swap_all_per_part=s.breakdown(),
+                          partial_swap_all_preserved=rate("partial_swap_all_preserved", p))
         if "mixed" in protocols:
             t = self.mixed()
-            report.update(mixed_success=t.rate, mixed_per_part=t.breakdown())
+            report.update(mixed_success=rate("mixed_success", t), mixed_per_part=t.breakdown())
         if "interpolation" in protocols:
             t = self.interpolation()
-            report.update(interpolation_monotonic=t.rate, interpolation_n=t.trials, interpolation_per_part=t.breakdown())
+            report.update(interpolation_monotonic=rate("interpolation_monotonic", t), interpolation_n=t.trials,
+                          interpolation_per_part=t.breakdown())
         if "noise" in protocols and parser is not None:
             scores = self.noise_miou(parser)
             scores.pop("_generated")
+            se["noise_miou_ratio"] = scores.pop("_ratio_se")
             report.update(scores)
+        report["standard_errors"] = se
         report["seconds"] = dict(self.timings)
         return report
+
+
+def _miou(matrix: np.ndarray) -> float:
+    tp = np.diag(matrix).astype(np.float64)
+    union = matrix.sum(0) + matrix.sum(1) - tp
+    return float(np.mean(tp[union > 0] / union[union > 0]))
+
+
+def _bootstrap_miou_ratio_se(per_face: np.ndarray, resamples: int = 500, seed: int = 0) -> float:
+    """Standard error of the noise-based / real mIoU ratio: the faces resampled with replacement
+    (the same faces for both), `resamples` times. per_face: (2, n, K, K) confusion matrices."""
+    rng = np.random.default_rng(seed)
+    n = per_face.shape[1]
+    ratios = []
+    for _ in range(resamples):
+        pick = np.bincount(rng.integers(0, n, n), minlength=n)
+        fake, real = np.tensordot(pick, per_face[0], 1), np.tensordot(pick, per_face[1], 1)
+        r = _miou(real)
+        if r > 0:
+            ratios.append(_miou(fake) / r)
+    return float(np.std(ratios, ddof=1)) if len(ratios) > 1 else float("nan")

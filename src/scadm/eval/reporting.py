@@ -37,19 +37,22 @@ def synthetic_markdown(report: dict, command: str) -> str:
         f"Protocol: {report['n']} held-out synthetic test faces (indices 1,000,000 + k), target = face k, "
         "reference = face k + 1; a region succeeds when the mean colour of the generated image inside it "
         "(one-pixel erosion) is closer in RGB to the style it should have than to the alternative "
-        "(see `scadm.eval.controllability`). Chance is 0.5. "
+        "(see `scadm.eval.controllability`). Chance is 0.5. Standard errors treat the faces as "
+        "independent (regions within a face are not); the mIoU ratio's is a bootstrap over faces. "
         f"Sampling: {report.get('sampling_desc', report.get('sampling'))}.",
         "",
-        "| metric | value | target |",
-        "| --- | --- | --- |",
+        "| metric | value | standard error | target |",
+        "| --- | --- | --- | --- |",
     ]
+    errors = report.get("standard_errors", {})
     for key in ("reconstruction_success", "total_swap_success", "partial_swap_success", "partial_swap_preserved",
                 "partial_swap_all_success", "partial_swap_all_preserved", "mixed_success", "interpolation_monotonic",
                 "noise_miou_ratio", "noise_miou", "real_miou"):
         if key in report:
             target = THRESHOLDS.get(key)
             mark = "" if target is None else (f">= {target}" + (" (met)" if report[key] >= target else " (NOT met)"))
-            lines.append(f"| {key} | {_fmt(report[key])} | {mark} |")
+            se = f"{errors[key]:.3f}" if key in errors else ""
+            lines.append(f"| {key} | {_fmt(report[key])} | {se} | {mark} |")
     for name in ("partial_swap_per_part", "partial_swap_preserved_per_part", "partial_swap_all_per_part",
                  "reconstruction_per_part"):
         if name in report:

@@ -17,6 +17,9 @@ cross-attention keys/values (or, for the gather path, the whole output) only on 
 and the mask. :meth:`SemanticUNet.prepare` computes them once; the result, a
 :class:`PreparedConditions`, is passed as ``cond`` at every sampling step.
 
+Gradient checkpointing (``gradient_checkpointing = True``, set by the trainer): in training,
+each block's activations are recomputed in the backward pass instead of being kept.
+
 Weight initialisation: PyTorch defaults everywhere, except the last conv of every residual
 branch, every transformer's proj_out and the output conv, which start at zero (each block
 starts as the identity, LDM's policy).
@@ -28,6 +31,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from ..conditions import Conditions
 from ..config import UNetConfig
@@ -66,6 +70,7 @@ class SemanticUNet(nn.Module):
     def __init__(self, cfg: UNetConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        self.gradient_checkpointing = False
         mc = cfg.model_channels
         emb_dim = 4 * mc
         self.cross_attention = cfg.cross_attention
@@ -186,12 +191,21 @@ class SemanticUNet(nn.Module):
         t = t.expand(x.shape[0]) if t.ndim == 0 or t.shape[0] == 1 else t
         emb = self.time_embed(timestep_embedding(t, self.cfg.model_channels).to(x.dtype))
 
+        run = self._checkpointed if self.gradient_checkpointing and self.training and torch.is_grad_enabled() else _call
         hs, h = [], x
         for block in self.input_blocks:
-            h = block(h, emb, cond)
+            h = run(block, h, emb, cond)
             hs.append(h)
-        h = self.middle_block(h, emb, cond)
+        h = run(self.middle_block, h, emb, cond)
         for block in self.output_blocks:
             h = torch.cat([h, hs.pop()], dim=1)
-            h = block(h, emb, cond, hs[-1].shape[-2:] if hs else None)
+            h = run(block, h, emb, cond, hs[-1].shape[-2:] if hs else None)
         return self.out(h)
+
+    @staticmethod
+    def _checkpointed(block: UNetBlock, *args: Any) -> Tensor:
+        return checkpoint(block, *args, use_reentrant=False)
+
+
+def _call(block: UNetBlock, *args: Any) -> Tensor:
+    return block(*args)

@@ -12,6 +12,7 @@ import contextlib
 import copy
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from ..diffusion.objective import condition_dropout
 from ..models.autoencoder import FirstStage
 from ..models.conditioning import signed_attributes
 from ..models.ldm import SemanticLDM, export_model
+from ..tempfiles import remove_stale, temp_path
 from .batches import GlobalBatchSampler, make_accelerator, sample_generator
 from .checkpoints import Checkpoints, rng_state, set_rng_state
 from .ema import EMA
@@ -124,6 +126,7 @@ def train_diffusion(
     # --- model, optimiser, EMA -------------------------------------------
     torch.manual_seed(tc.seed)
     model = SemanticLDM(cfg).to(acc.device)
+    model.unet.gradient_checkpointing = tc.gradient_checkpointing
     ema = EMA(model, tc.ema_decay, tc.ema_warmup)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=tc.weight_decay)
     schedule = NoiseSchedule(cfg.schedule)
@@ -215,6 +218,8 @@ def train_diffusion(
         if main and previews is not None and (done % tc.sample_every == 0 or done == tc.max_steps):
             previews.render(_ema_model(model, ema), first_stage, out / "samples" / f"step-{done:07d}.png", tc.preview_steps)
             log.plot(f"{cfg.name}: training loss")
+        if main and tc.export_every and done % tc.export_every == 0:
+            _export_atomically(_ema_model(model, ema), first_stage, out / "exports" / f"step-{done:07d}")
         if done % tc.checkpoint_every == 0 or done == tc.max_steps:
             acc.wait_for_everyone()
             if main:
@@ -241,6 +246,16 @@ def _mean_across(acc, value: float) -> float:
         return value
     t = torch.tensor([value], device=acc.device)
     return acc.reduce(t, reduction="mean").item()
+
+
+def _export_atomically(model: SemanticLDM, first_stage: FirstStage, folder: Path) -> None:
+    """export_model into a temporary folder renamed into place (a killed run leaves no half export)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(folder.parent)
+    tmp = temp_path(folder)
+    export_model(model, first_stage, tmp)
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.replace(folder)
 
 
 def _ema_model(model: SemanticLDM, ema: EMA) -> SemanticLDM:
