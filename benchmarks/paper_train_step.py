@@ -6,10 +6,11 @@ One training step = the style encoder and the UNet forward on cached latents, th
 backward and AdamW, exactly what `scadm train` does per micro-batch (the first stage is not in
 it: `training.cache_latents`). For each precision (fp32; on a GPU also bf16 autocast), with and
 without gradient checkpointing (`training.gradient_checkpointing`), and each batch size:
-seconds per step (median of --steps after one warm-up), samples per second, and the peak memory
-of the step above what the model and optimiser hold (CUDA: max_memory_allocated; CPU: the
-process's peak resident set, reset before each setting). Memory per sample is the slope of
-that peak between the smallest and the largest batch.
+seconds per step (median of --steps after one warm-up), samples per second, and the peak
+memory. Each setting runs in a fresh process, so its peak is its own (CUDA:
+max_memory_allocated; CPU: the process's peak resident set, VmHWM). Memory per sample is the
+slope of the peak between the smallest and the largest batch; the fixed part (weights,
+gradients, AdamW's two moments: 16 bytes per parameter in fp32) is printed next to it.
 
 Random weights and inputs (the timing does not depend on them).
 """
@@ -17,8 +18,10 @@ Random weights and inputs (the timing does not depend on them).
 from __future__ import annotations
 
 import argparse
-import gc
+import json
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -35,28 +38,51 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _rss_gib(field: str) -> float:
+def _peak_gib(device: str) -> float:
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**30
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
+        if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 2**20  # kB
     return float("nan")
 
 
-def reset_peak(device: str) -> float:
-    """Reset the peak counter; -> the memory in use now (GiB)."""
-    gc.collect()
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        return torch.cuda.memory_allocated() / 2**30
-    try:  # Linux: writing 5 to clear_refs resets VmHWM (the peak resident set) to the current one
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-    return _rss_gib("VmRSS")
+def one_setting(config: str, precision: str, ckpt: bool, b: int, steps: int) -> dict:
+    """Time `steps` training steps (after one warm-up) of one setting in this process."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    cfg = load_recipe(config).model
+    torch.manual_seed(0)
+    model = SemanticLDM(cfg).to(device).train()
+    model.unet.gradient_checkpointing = ckpt
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    schedule = NoiseSchedule(cfg.schedule)
+    h, w = cfg.image_size
+    C = cfg.unet.num_classes
+    g = torch.Generator().manual_seed(b)
+    ids = F.interpolate(torch.randint(0, C, (b, 1, h // 16, w // 16), generator=g).float(), size=(h, w))[:, 0]
+    mask = F.one_hot(ids.long(), C).permute(0, 3, 1, 2).float().to(device)
+    image = (torch.rand(b, 3, h, w, generator=g) * 2 - 1).to(device)
+    z0 = torch.randn(b, cfg.latent_channels, *cfg.latent_size, generator=g).to(device)
+    dtype = {"fp32": None, "bf16": torch.bfloat16}[precision]
 
+    def step() -> None:
+        with torch.autocast(device, dtype=dtype, enabled=dtype is not None):
+            loss, _ = diffusion_loss(model, z0, model.conditions(mask, image), schedule)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
 
-def peak(device: str) -> float:
-    return torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else _rss_gib("VmHWM")
+    step()  # warm-up (and AdamW's state)
+    times = []
+    for _ in range(steps):
+        _sync(device)
+        t0 = time.perf_counter()
+        step()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return {"seconds": statistics.median(times), "peak_gib": _peak_gib(device),
+            "params": sum(p.numel() for p in model.parameters()), "device": device,
+            "threads": torch.get_num_threads(), "latent": list(cfg.latent_size)}
 
 
 def main() -> None:
@@ -66,70 +92,38 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--precisions", default=None, help="comma-separated fp32,bf16 (default: fp32 on CPU, both on GPU)")
+    ap.add_argument("--one", default=None, help=argparse.SUPPRESS)  # precision,checkpointing,batch: one setting
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.one:
+        precision, ckpt, b = args.one.split(",")
+        print(json.dumps(one_setting(args.config, precision, ckpt == "1", int(b), args.steps)))
+        return
     device = "cuda" if torch.cuda.is_available() else "cpu"
     precisions = (args.precisions or ("fp32,bf16" if device == "cuda" else "fp32")).split(",")
     batches = [int(b) for b in args.batch_sizes.split(",")]
-    cfg = load_recipe(args.config).model
-    torch.manual_seed(0)
-    model = SemanticLDM(cfg).to(device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
-    schedule = NoiseSchedule(cfg.schedule)
-    h, w = cfg.image_size
-    C = cfg.unet.num_classes
-    n_params = sum(p.numel() for p in model.parameters())
-    print(f"{args.config} on {device} ({torch.get_num_threads()} threads): {n_params / 1e6:.1f} M parameters "
-          f"(UNet {sum(p.numel() for p in model.unet.parameters()) / 1e6:.1f} M), latent {cfg.latent_size}")
-
-    def inputs(b: int):
-        g = torch.Generator().manual_seed(b)
-        ids = F.interpolate(torch.randint(0, C, (b, 1, h // 16, w // 16), generator=g).float(), size=(h, w))[:, 0]
-        mask = F.one_hot(ids.long(), C).permute(0, 3, 1, 2).float().to(device)
-        image = (torch.rand(b, 3, h, w, generator=g) * 2 - 1).to(device)
-        z0 = torch.randn(b, cfg.latent_channels, *cfg.latent_size, generator=g).to(device)
-        return mask, image, z0
-
-    def step(mask, image, z0, dtype) -> None:
-        with torch.autocast(device, dtype=dtype, enabled=dtype is not None):
-            loss, _ = diffusion_loss(model, z0, model.conditions(mask, image), schedule)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-
-    # the optimiser's state exists from the first step on: one step first, so that every
-    # setting's peak is measured above the same resident model + AdamW state
-    step(*inputs(1), None)
-    rows = []
+    rows = {}
     for precision in precisions:
-        dtype = {"fp32": None, "bf16": torch.bfloat16}[precision]
         for ckpt in (False, True):
-            model.unet.gradient_checkpointing = ckpt
             for b in batches:
-                data = inputs(b)
-                base = reset_peak(device)
-                step(*data, dtype)  # warm-up
-                times = []
-                for _ in range(args.steps):
-                    _sync(device)
-                    t0 = time.perf_counter()
-                    step(*data, dtype)
-                    _sync(device)
-                    times.append(time.perf_counter() - t0)
-                sec = statistics.median(times)
-                extra = peak(device) - base
-                rows.append((precision, ckpt, b, sec, extra))
-                print(f"{precision:>4}  checkpointing {'on ' if ckpt else 'off'}  batch {b:>3}: {sec:7.2f} s/step, "
-                      f"{b / sec:6.2f} samples/s, step peak {extra:6.2f} GiB above the model and optimiser "
-                      f"({base:.2f} GiB)", flush=True)
+                cmd = [sys.executable, __file__, "--config", args.config, "--steps", str(args.steps),
+                       "--one", f"{precision},{int(ckpt)},{b}"] + (["--threads", str(args.threads)] if args.threads else [])
+                r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+                if not rows:
+                    fixed = r["params"] * 16 / 2**30
+                    print(f"{args.config} on {r['device']} ({r['threads']} threads): {r['params'] / 1e6:.1f} M parameters, "
+                          f"latent {r['latent']}; weights + gradients + AdamW moments: {fixed:.2f} GiB")
+                rows[precision, ckpt, b] = r
+                print(f"{precision:>4}  checkpointing {'on ' if ckpt else 'off'}  batch {b:>3}: {r['seconds']:7.2f} s/step, "
+                      f"{b / r['seconds']:6.2f} samples/s, peak {r['peak_gib']:6.2f} GiB", flush=True)
     if len(batches) > 1:
         lo, hi = min(batches), max(batches)
         for precision in precisions:
             for ckpt in (False, True):
-                m = {b: e for p, c, b, _, e in rows if p == precision and c == ckpt}
-                print(f"{precision} checkpointing {'on ' if ckpt else 'off'}: memory per sample "
-                      f"{(m[hi] - m[lo]) / (hi - lo):.2f} GiB (slope between batch {lo} and {hi})")
+                slope = (rows[precision, ckpt, hi]["peak_gib"] - rows[precision, ckpt, lo]["peak_gib"]) / (hi - lo)
+                print(f"{precision} checkpointing {'on ' if ckpt else 'off'}: {slope:.2f} GiB per sample "
+                      f"(peak slope between batch {lo} and {hi})")
 
 
 if __name__ == "__main__":
