@@ -36,5 +36,6 @@ cp "$DM/loss.png" "$DM/loss.csv" "$DM/config.yaml" src/scadm/bundled/synthetic-6
 cp "$AE/metrics.json" src/scadm/bundled/synthetic-64.new/autoencoder-metrics.json
 cp "$AE/loss.png" src/scadm/bundled/synthetic-64.new/autoencoder-loss.png
 cp "$AE/loss.csv" src/scadm/bundled/synthetic-64.new/autoencoder-loss.csv
+chmod -R u+rwX,go+rX src/scadm/bundled/synthetic-64.new  # the runs write their weights owner-only
 rm -rf src/scadm/bundled/synthetic-64 && mv src/scadm/bundled/synthetic-64.new src/scadm/bundled/synthetic-64
 echo "bundled model written to src/scadm/bundled/synthetic-64"
