@@ -35,7 +35,7 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _median_seconds(fn, repeats: int, device: str) -> float:
+def median_seconds(fn, repeats: int, device: str) -> float:
     fn()  # warm-up
     times = []
     for _ in range(repeats):
@@ -52,7 +52,7 @@ def matmul_peak(device: str, repeats: int, sizes=(1024, 2048, 4096)) -> tuple[fl
     best = (0.0, 0)
     for n in sizes:
         a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-        sec = _median_seconds(lambda: a @ b, max(repeats, 5), device)
+        sec = median_seconds(lambda: a @ b, max(repeats, 5), device)
         best = max(best, (2 * n**3 / sec / 1e9, n))
     return best
 
@@ -72,7 +72,7 @@ def variants(model, guided, z, t, prepared, device: str, args) -> None:
             fn = ClassifierFreeGuidance(unet, guided.null_cond, s=1.2)
             for name, dtype in (("fp32", None), ("bf16", torch.bfloat16), ("fp16", torch.float16)):
                 with torch.autocast(device, dtype=dtype, enabled=dtype is not None):
-                    sec = _median_seconds(lambda: fn(z, t, prepared), args.repeats, device)
+                    sec = median_seconds(lambda: fn(z, t, prepared), args.repeats, device)
                     out = fn(z, t, prepared).float()
                 base = out if base is None else base
                 rel = ((out - base).norm() / base.norm()).item()
@@ -124,7 +124,7 @@ def main() -> None:
         with counter:
             guided(z, t, prepared)
         flops = counter.get_total_flops()
-        sec = _median_seconds(lambda: guided(z, t, prepared), args.repeats, device)
+        sec = median_seconds(lambda: guided(z, t, prepared), args.repeats, device)
         print(f"guided step (batch 1 -> 2): {sec:.2f} s, {flops / 1e9:.0f} GFLOP, achieved {flops / sec / 1e9:.1f} "
               f"GFLOP/s = {flops / sec / 1e9 / peak:.0%} of the matmul peak; peak RSS so far {peak_rss_gib():.2f} GiB")
         if device == "cuda" or args.variants:

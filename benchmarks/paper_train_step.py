@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -32,10 +30,7 @@ from scadm.config import load_recipe
 from scadm.diffusion import NoiseSchedule, diffusion_loss
 from scadm.models.ldm import SemanticLDM
 
-
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
+from paper_step import median_seconds  # benchmarks/ is the script's folder
 
 
 def _peak_gib(device: str) -> float:
@@ -72,15 +67,8 @@ def one_setting(config: str, precision: str, ckpt: bool, b: int, steps: int) -> 
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    step()  # warm-up (and AdamW's state)
-    times = []
-    for _ in range(steps):
-        _sync(device)
-        t0 = time.perf_counter()
-        step()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return {"seconds": statistics.median(times), "peak_gib": _peak_gib(device),
+    seconds = median_seconds(step, steps, device)  # its warm-up also creates AdamW's state
+    return {"seconds": seconds, "peak_gib": _peak_gib(device),
             "params": sum(p.numel() for p in model.parameters()), "device": device,
             "threads": torch.get_num_threads(), "latent": list(cfg.latent_size)}
 

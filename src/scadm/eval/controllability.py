@@ -278,19 +278,18 @@ class SyntheticBenchmark:
             np.stack([self.faces[i].label for i in b]), n=len(b), sampling=self.sampling,
             seed=self.seed + b[0])), "noise-based")
         k = CELEBAMASK_HQ.num_classes
-        fake, real = ConfusionMatrix(k), ConfusionMatrix(k)
         per_face = np.zeros((2, self.n, k, k), dtype=np.int64)  # (fake, real) confusion of each face
         with torch.no_grad():
             for lo in range(0, self.n, 32):
                 hi = min(self.n, lo + 32)
                 labels = torch.from_numpy(np.stack([self.faces[i].label for i in range(lo, hi)]).astype(np.int64))
-                for which, (images, cm) in enumerate(((np.stack(gens[lo:hi]), fake),
-                                                      (np.stack([self.faces[i].image for i in range(lo, hi)]), real))):
+                for which, images in enumerate((np.stack(gens[lo:hi]),
+                                                np.stack([self.faces[i].image for i in range(lo, hi)]))):
                     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
                     pred = parser.parse(x).cpu()
-                    cm.update(pred, labels)
                     for j in range(hi - lo):
                         per_face[which, lo + j] = ConfusionMatrix(k).update(pred[j], labels[j]).matrix.numpy()
+        fake, real = _confusion(per_face[0].sum(0)), _confusion(per_face[1].sum(0))
         f, r = fake.miou(), real.miou()
         per_part = {
             CELEBAMASK_HQ.names[c]: {"noise": float(a), "real": float(b)}
@@ -345,10 +344,13 @@ class SyntheticBenchmark:
         return report
 
 
-def _miou(matrix: np.ndarray) -> float:
-    tp = np.diag(matrix).astype(np.float64)
-    union = matrix.sum(0) + matrix.sum(1) - tp
-    return float(np.mean(tp[union > 0] / union[union > 0]))
+def _confusion(matrix: np.ndarray):
+    """A ConfusionMatrix holding these counts."""
+    from .metrics import ConfusionMatrix
+
+    cm = ConfusionMatrix(len(matrix))
+    cm.matrix = torch.from_numpy(np.asarray(matrix, dtype=np.int64))
+    return cm
 
 
 def _bootstrap_miou_ratio_se(per_face: np.ndarray, resamples: int = 500, seed: int = 0) -> float:
@@ -360,7 +362,7 @@ def _bootstrap_miou_ratio_se(per_face: np.ndarray, resamples: int = 500, seed: i
     for _ in range(resamples):
         pick = np.bincount(rng.integers(0, n, n), minlength=n)
         fake, real = np.tensordot(pick, per_face[0], 1), np.tensordot(pick, per_face[1], 1)
-        r = _miou(real)
+        r = _confusion(real).miou()
         if r > 0:
-            ratios.append(_miou(fake) / r)
+            ratios.append(_confusion(fake).miou() / r)
     return float(np.std(ratios, ddof=1)) if len(ratios) > 1 else float("nan")
