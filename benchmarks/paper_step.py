@@ -7,7 +7,9 @@
 - guided step: one denoiser evaluation of the doubled batch (1 image -> 2), with the
   time-invariant conditioning prepared once as sampling does; its FLOPs are counted with
   torch's FlopCounterMode, so "achieved" is FLOPs actually needed / seconds;
-- whole edit: encode the target, style tokens, prepare, N guided DDIM steps, decode.
+- whole edit: encode the target, style tokens, prepare, N guided DDIM steps, decode;
+- with --profile: where the guided step's time goes, by kind of operator (torch.profiler,
+  self CPU time), so that "what is left to gain" is a figure rather than a guess.
 
 Random weights (the timing does not depend on them; the zero-initialised layers drawn too); the released null ('zero') as the null.
 On a GPU (or with --variants) the step also runs under bf16 and fp16 autocast, each with and
@@ -61,6 +63,39 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
 
 
+#: operator kinds of the profile (the first pattern an operator's name contains wins)
+KINDS = (
+    ("convolution", ("conv",)),
+    ("matmul (linear, attention)", ("addmm", "mm", "bmm", "matmul", "linear", "attention")),
+    ("normalisation (GroupNorm, LayerNorm)", ("norm",)),
+    ("activation (SiLU, GELU)", ("silu", "gelu")),
+    ("elementwise (SPADE's 1 + gamma, beta; residual adds)", ("add", "mul", "sub", "div")),
+    ("data movement (copies, cat, layout)", ("copy", "cat", "contiguous", "clone", "to_", "index", "gather")),
+)
+
+
+def profile(guided, z, t, prepared) -> None:
+    """Self CPU time of one guided step by kind of operator, and the ten costliest operators."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        guided(z, t, prepared)
+    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in events)
+    by_kind: dict[str, float] = {}
+    for e in events:
+        kind = next((k for k, pats in KINDS if any(p in e.key.lower() for p in pats)), "other")
+        by_kind[kind] = by_kind.get(kind, 0.0) + e.self_cpu_time_total
+    print(f"profile of one guided step ({total / 1e6:.2f} s of self CPU time under the profiler):")
+    for kind, us in sorted(by_kind.items(), key=lambda kv: -kv[1]):
+        print(f"  {kind:<55} {us / 1e3:9.1f} ms  {us / total:6.1%}")
+    print("  costliest operators:")
+    for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:10]:
+        print(f"    {e.key:<50} {e.count:5d} calls  {e.self_cpu_time_total / 1e3:9.1f} ms  "
+              f"{e.self_cpu_time_total / total:6.1%}")
+
+
 def variants(model, guided, z, t, prepared, device: str, args) -> None:
     """The guided step in fp32 / bf16 / fp16 autocast, with and without channels-last and
     torch.compile; images per second at the released 200 steps (one image per call)."""
@@ -90,6 +125,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--variants", action="store_true",
                     help="also on a CPU: the precision / channels-last / torch.compile variants a GPU runs by default")
+    ap.add_argument("--profile", action="store_true", help="where the guided step's time goes, by kind of operator")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -127,6 +163,8 @@ def main() -> None:
         sec = median_seconds(lambda: guided(z, t, prepared), args.repeats, device)
         print(f"guided step (batch 1 -> 2): {sec:.2f} s, {flops / 1e9:.0f} GFLOP, achieved {flops / sec / 1e9:.1f} "
               f"GFLOP/s = {flops / sec / 1e9 / peak:.0%} of the matmul peak; peak RSS so far {peak_rss_gib():.2f} GiB")
+        if args.profile:
+            profile(guided, z, t, prepared)
         if device == "cuda" or args.variants:
             variants(model, guided, z, t, prepared, device, args)
 

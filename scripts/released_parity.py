@@ -22,7 +22,12 @@ What it does:
    computes the same quantities with scadm;
 5. prints max abs and relative L2 differences against the targets (tokens and eps <= 1e-5,
    DDIM latents <= 1e-4 relative). ``--write-fixture DIR`` keeps checkpoint, config, inputs and
-   the released outputs as the committed test fixture (tests/fixtures/released-tiny).
+   the released outputs as the committed test fixture (tests/fixtures/released-tiny);
+6. with ``--timing N``: the same weights and inputs timed side by side, one image (batch 1 -> 2
+   for guidance), N interleaved repeats of each stage (released, scadm, released, ...):
+   the style tokens, one guided denoiser evaluation as their DDIMSampler makes it (and as
+   scadm's sampler makes it, with the conditioning prepared once per run), and the first-stage
+   decode; medians, the median of the paired ratios, and what they give for a whole edit.
 
     PYTHONPATH=/tmp/relpkgs .venv/bin/python scripts/released_parity.py --released-src /tmp/SCA-DM --size paper
 """
@@ -253,6 +258,59 @@ finally:
 """
 
 
+@torch.no_grad()
+def timing(model, folder: Path, x: dict[str, torch.Tensor], repeats: int) -> dict:
+    """Interleaved medians of the stages of one edit, released code against scadm (same weights)."""
+    import statistics
+
+    from scadm.diffusion import ClassifierFreeGuidance
+    from scadm.diffusion.guidance import released_w_to_s
+    from scadm.models.autoencoder import FirstStage
+    from scadm.models.ldm import SemanticLDM
+
+    ours = SemanticLDM.from_pretrained(folder)
+    fs = FirstStage.from_pretrained(folder / "autoencoder", ours.cfg.latent_scale)
+    image, mask, z, t = x["image"][:1], x["mask"][:1], x["z_t"][:1], x["t"][1:]
+    b, _, h, w = mask.shape
+    tokens = model.get_learned_conditioning(image, mask)
+    c_in = {"context": torch.cat([torch.zeros_like(tokens), tokens]), "y": torch.cat([torch.zeros_like(mask), mask])}
+
+    def released_step():  # DDIMSampler.p_sample_ddim's guided branch
+        e_u, e_c = model.apply_model(torch.cat([z] * 2), torch.cat([t] * 2), c_in).chunk(2)
+        return e_u + W * (e_c - e_u)
+
+    cond = ours.conditions(mask, image)
+    t0 = time.perf_counter()
+    latent = tuple(z.shape[-2:])
+    guided = ClassifierFreeGuidance(ours.unet, ours.prepare(ours.conditioner.null(mask, "zero"), latent), released_w_to_s(W))
+    prepared = ours.prepare(cond, latent)
+    prepare_s = time.perf_counter() - t0
+    stages = {
+        "style tokens": (lambda: model.get_learned_conditioning(image, mask), lambda: ours.conditions(mask, image)),
+        "guided step": (released_step, lambda: guided(z, t, prepared)),
+        "decode": (lambda: model.decode_first_stage(z), lambda: fs.decode(z)),
+    }
+    out: dict = {"threads": torch.get_num_threads(), "repeats": repeats, "scadm_prepare_s": prepare_s}
+    with model.ema_scope():
+        diff = (released_step() - guided(z, t, prepared)).norm() / released_step().norm()
+        out["guided_step_relative_l2"] = float(diff)
+        for name, (theirs, mine) in stages.items():
+            pairs = []
+            for _ in range(repeats):
+                t0 = time.perf_counter(); theirs(); t1 = time.perf_counter(); mine(); t2 = time.perf_counter()
+                pairs.append((t1 - t0, t2 - t1))
+            out[name] = {"released_s": statistics.median(p[0] for p in pairs),
+                         "scadm_s": statistics.median(p[1] for p in pairs),
+                         "ratio": statistics.median(p[0] / p[1] for p in pairs),
+                         "released_min_s": min(p[0] for p in pairs), "scadm_min_s": min(p[1] for p in pairs)}
+            r = out[name]
+            print(f"{name:<13} released {r['released_s']:7.3f} s  scadm {r['scadm_s']:7.3f} s  ratio {r['ratio']:5.2f}"
+                  f"  (minima {r['released_min_s']:.3f} / {r['scadm_min_s']:.3f} s)", flush=True)
+    print(f"scadm prepare (once per run): {prepare_s:.3f} s; guided step outputs differ by {out['guided_step_relative_l2']:.1e}"
+          " relative L2")
+    return out
+
+
 def differences(ours: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor]) -> list[dict]:
     rows = []
     for name in theirs:
@@ -278,7 +336,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--write-fixture", type=Path, default=None, help="keep checkpoint, config and outputs here (tiny size)")
     ap.add_argument("--report", type=Path, default=None, help="write the figures as JSON")
+    ap.add_argument("--timing", type=int, default=0, metavar="N", help="also time the stages of an edit side by side, N repeats")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.write_fixture and args.size != "tiny":
         ap.error("--write-fixture needs --size tiny")
 
@@ -336,9 +398,13 @@ def main() -> None:
         ok &= passed
         print(f"{r['quantity']:<20} {r['max_abs_diff']:>13.3g} {r['max_abs_value']:>12.3g} {r['relative_l2']:>12.3g}  "
               f"{'<= %g %s' % (target, 'ok' if passed else 'FAILED') if target else '(reported)'}")
+    times = None
+    if args.timing:
+        print(f"\nside by side, {args.timing} interleaved repeats, {torch.get_num_threads()} threads, one image:")
+        times = timing(model, work / "model-ema", x, args.timing)
     if args.report:
         args.report.write_text(json.dumps({"size": args.size, "checkpoint_gb": size_gb, "convert_peak_rss_kb": peak["ema"][0],
-                                           "rows": rows}, indent=2) + "\n")
+                                           "rows": rows, "timing": times}, indent=2) + "\n")
     if args.write_fixture:
         from safetensors.torch import save_file
 
