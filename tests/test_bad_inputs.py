@@ -40,6 +40,7 @@ def inputs(tmp_path_factory, tiny_model, tiny_faces):
     (root / "notes.txt").write_text("not a config")
     (root / "bad.yaml").write_text("training:\n  lr: fast\n")
     (root / "zero_steps.yaml").write_text("training:\n  max_steps: 0\n")
+    (root / "negative_export.yaml").write_text("training:\n  export_every: -5\n")
     (root / "nan.yaml").write_text("training:\n  ema_decay: .nan\n")
     (root / "typo.yaml").write_text("training:\n  max_stepz: 10\n")
     (root / "list.yaml").write_text("- 1\n- 2\n")
@@ -128,6 +129,8 @@ CASES = [
     # --- training ------------------------------------------------------------------------------------
     ("train config type", lambda r: ["train", "--config", r / "bad.yaml", "--data", r / "data", "--out", r / "runs_x"], "training.lr: expected a number"),
     ("train config zero steps", lambda r: ["train", "--config", r / "zero_steps.yaml", "--data", r / "data", "--out", r / "runs_x"], "max_steps"),
+    ("train config negative export_every", lambda r: ["train", "--config", r / "negative_export.yaml", "--data", r / "data",
+                                                      "--out", r / "runs_x"], "export_every"),
     ("train config nan", lambda r: ["train", "--config", r / "nan.yaml", "--data", r / "data", "--out", r / "runs_x"], "finite"),
     ("train config typo", lambda r: ["train", "--config", r / "typo.yaml", "--data", r / "data", "--out", r / "runs_x"], "max_stepz"),
     ("train config a list", lambda r: ["train", "--config", r / "list.yaml", "--data", r / "data", "--out", r / "runs_x"], "mapping"),

@@ -167,13 +167,40 @@ def test_standard_errors_count_faces_not_regions(reports):
     assert "| standard error |" in synthetic_markdown(reports[False], "scadm eval synthetic")
 
 
-def test_noise_ratio_standard_error_is_a_bootstrap_over_faces():
-    from scadm.eval.controllability import _bootstrap_miou_ratio_se
+def _iou_counts(matrices: np.ndarray) -> np.ndarray:
+    """(n, K, K) confusion matrices -> (n, 3, K) true positives, predicted and target counts."""
+    return np.stack([np.stack([np.diag(m), m.sum(0), m.sum(1)]) for m in matrices])
 
-    real = np.stack([np.diag([50, 50, 50])] * 20)  # the parser is perfect on real faces
-    same = np.stack([np.array([[40, 10, 0], [0, 50, 0], [0, 0, 50]])] * 20)
-    assert _bootstrap_miou_ratio_se(np.stack([same, real])) == pytest.approx(0.0, abs=1e-12)  # every face alike
+
+def test_noise_ratio_standard_error_is_a_bootstrap_over_faces():
+    from scadm.eval.controllability import bootstrap_se
+
+    real = _iou_counts(np.stack([np.diag([50, 50, 50])] * 20))  # the parser is perfect on real faces
+    same = _iou_counts(np.stack([np.array([[40, 10, 0], [0, 50, 0], [0, 0, 50]])] * 20))
+    assert bootstrap_se([np.stack([same, real])]) == pytest.approx(0.0, abs=1e-12)  # every face alike
     varied = same.copy()
-    varied[::2] = np.diag([50, 50, 50])  # half the faces perfect, half with class 0 half-missed
-    se = _bootstrap_miou_ratio_se(np.stack([varied, real]))
+    varied[::2] = real[::2]  # half the faces perfect, half with class 0 half-missed
+    se = bootstrap_se([np.stack([varied, real])])
     assert 0.005 < se < 0.05
+    # paired: a run against itself differs by exactly 0 in every resample
+    assert bootstrap_se([np.stack([varied, real])] * 2) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_paired_standard_errors_of_two_runs_on_the_same_faces():
+    from scadm.eval.controllability import paired_standard_errors
+
+    rng = np.random.default_rng(0)
+    hard = rng.random(200) < 0.3  # faces hard for both samplers
+    a = [[f, int(not hard[f]) * 4, 4] for f in range(200)]
+    b = [[f, int(not hard[f]) * (4 - int(f % 50 == 0)), 4] for f in range(200)]  # b misses one more region on a few faces
+    ra, rb = {"per_face": {"recon": a}}, {"per_face": {"recon": b}}
+    assert paired_standard_errors(ra, ra)["recon"] == 0.0
+    paired = paired_standard_errors(ra, rb)["recon"]
+    assert paired > 0
+    # by hand: every face's linearised difference, the faces as clusters
+    ta = tb = 800.0
+    ha, hb = np.array([r[1] for r in a], float), np.array([r[1] for r in b], float)
+    z = (ha - ha.sum() / ta * 4) / ta - (hb - hb.sum() / tb * 4) / tb
+    assert paired == pytest.approx(np.sqrt(200 / 199 * np.sum(z**2)))
+    unpaired = np.hypot(*(np.sqrt(200 / 199 * np.sum((h - h.sum() / 800 * 4) ** 2)) / 800 for h in (ha, hb)))
+    assert paired < unpaired / 5  # the shared hard faces cancel

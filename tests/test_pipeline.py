@@ -220,3 +220,31 @@ def test_bf16_autocast_sampling_stays_close_to_fp32():
     assert 0 < rel < 0.03, rel  # measured 0.007 at 10 steps
     with pytest.raises(ValueError, match="precision"):
         pipe.reconstruct(*args, steps=1, precision="int8")
+
+
+def test_autocast_covers_the_denoiser_alone(monkeypatch, tiny_model, tiny_faces):
+    """Under precision="bf16" the UNet runs in autocast; guidance, the null condition and the
+    solver see float32 outside it."""
+    import scadm.pipeline as pipeline_module
+
+    pipe = SCADMPipeline.from_pretrained(tiny_model, device="cpu")
+    inside, outside = [], []
+    forward = type(pipe.model.unet).forward
+
+    def unet_spy(self, x, t, cond):
+        inside.append(torch.is_autocast_enabled("cpu"))
+        return forward(self, x, t, cond)
+
+    def sample_spy(model_fn, shape, cond, *args, **kw):
+        outside.append(torch.is_autocast_enabled("cpu"))
+        eps = model_fn(torch.randn(shape), torch.full((shape[0],), 500), cond)
+        outside.append(eps.dtype)
+        return real_sample(model_fn, shape, cond, *args, **kw)
+
+    real_sample = pipeline_module.sample
+    monkeypatch.setattr(type(pipe.model.unet), "forward", unet_spy)
+    monkeypatch.setattr(pipeline_module, "sample", sample_spy)
+    (image, mask, _), = tiny_faces[:1]
+    pipe.reconstruct([image], [mask], steps=2, sampler="dpm++", guidance_scale=1.2, precision="bf16")
+    assert inside and all(inside)
+    assert outside == [False, torch.float32]

@@ -93,10 +93,16 @@ def test_resume_equals_uninterrupted(tiny_data, tiny_ae, tmp_path):
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
 
 
-def test_gradient_checkpointing_trains_the_same_weights(tiny_data, tiny_ae, tmp_path):
+def test_gradient_checkpointing_trains_the_same_weights(tiny_data, tiny_ae, tmp_path, monkeypatch):
+    import scadm.models.unet as unet_mod
+
+    calls: list[int] = []
+    real = unet_mod.checkpoint
+    monkeypatch.setattr(unet_mod, "checkpoint", lambda *a, **k: calls.append(1) or real(*a, **k))
     for on in (False, True):
         train_diffusion(recipe(max_steps=3, gradient_checkpointing=on, cache_latents=True), tiny_data, tmp_path / str(on),
                         autoencoder=tiny_ae, progress=False, printer=quiet)
+        assert bool(calls) == on  # the setting reaches the UNet: its blocks recomputed in training only when on
     assert losses(tmp_path / "True") == pytest.approx(losses(tmp_path / "False"), rel=1e-5, abs=1e-6)
     a = load_file(str(tmp_path / "False" / "model" / "model.safetensors"))
     b = load_file(str(tmp_path / "True" / "model" / "model.safetensors"))

@@ -441,7 +441,7 @@ _TRAIN_RANGES: dict[str, tuple[float | None, float | None]] = {
     "preview_steps": (1, None), "l1_weight": (0, None), "l2_weight": (0, None), "perceptual_weight": (0, None),
     "codebook_weight": (0, None), "kl_weight": (0, None), "disc_start": (0, None), "disc_weight": (0, None),
     "disc_channels": (1, None), "disc_layers": (1, None), "freeze_encoder_from": (0, None),
-    "region_weight_from": (0, None),
+    "region_weight_from": (0, None), "export_every": (0, None),
 }
 _TRAIN_CHOICES = {"lr_decay": ("none", "linear", "cosine"), "mixed_precision": ("auto", "no", "bf16", "fp16")}
 

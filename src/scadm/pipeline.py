@@ -444,18 +444,22 @@ class SCADMPipeline:
         def null(_: Any) -> Any:  # built only when guided (s != 0)
             return self.model.prepare(self.model.conditioner.null(cond.mask, run.null_condition), latent)
 
-        model_fn = ClassifierFreeGuidance(self.model.unet, null, s)
+        net, low = self.model.unet, o.autocast_dtype
+        if low is not None:  # autocast for the denoiser alone: guidance and the solver stay in float32
+            def net(x: Tensor, t: Tensor, c: Any, unet: Any = self.model.unet) -> Tensor:
+                with torch.autocast(self.device.type, dtype=low):
+                    return unet(x, t, c).float()
+
+        model_fn = ClassifierFreeGuidance(net, null, s)
         gens = [torch.Generator(self.device).manual_seed(int(x)) for x in seeds]
         clip = run.clip_x0
         extra = {"clip_sample": True, "clip_sample_range": float(clip)} if clip and run.sampler in ("ddim", "ddpm") else None
-        low = o.autocast_dtype
         try:
-            with torch.autocast(self.device.type, dtype=low, enabled=low is not None):
-                z = sample(
-                    model_fn, (b, self.cfg.latent_channels, *latent), prepared, self.schedule,
-                    sampler=run.sampler, steps=run.steps, eta=run.eta,
-                    generator=gens, device=self.device, progress=o.progress, scheduler_kwargs=extra,
-                )
+            z = sample(
+                model_fn, (b, self.cfg.latent_channels, *latent), prepared, self.schedule,
+                sampler=run.sampler, steps=run.steps, eta=run.eta,
+                generator=gens, device=self.device, progress=o.progress, scheduler_kwargs=extra,
+            )
         except NonFiniteSampleError as exc:
             raise NonFiniteSampleError(f"{exc}, guidance s = {s:g} ({run.null_condition} null), clip_x0 {clip}; "
                                        "nothing was written: lower the guidance scale, or set the model config's sampling.clip_x0 "

@@ -278,7 +278,8 @@ class SyntheticBenchmark:
             np.stack([self.faces[i].label for i in b]), n=len(b), sampling=self.sampling,
             seed=self.seed + b[0])), "noise-based")
         k = CELEBAMASK_HQ.num_classes
-        per_face = np.zeros((2, self.n, k, k), dtype=np.int64)  # (fake, real) confusion of each face
+        fake, real = ConfusionMatrix(k), ConfusionMatrix(k)
+        per_face = np.zeros((2, self.n, 3, k), dtype=np.int64)  # (fake, real) IoU counts of each face
         with torch.no_grad():
             for lo in range(0, self.n, 32):
                 hi = min(self.n, lo + 32)
@@ -288,8 +289,9 @@ class SyntheticBenchmark:
                     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
                     pred = parser.parse(x).cpu()
                     for j in range(hi - lo):
-                        per_face[which, lo + j] = ConfusionMatrix(k).update(pred[j], labels[j]).matrix.numpy()
-        fake, real = _confusion(per_face[0].sum(0)), _confusion(per_face[1].sum(0))
+                        face = ConfusionMatrix(k).update(pred[j], labels[j])
+                        (fake, real)[which].matrix += face.matrix
+                        per_face[which, lo + j] = face.counts()
         f, r = fake.miou(), real.miou()
         per_part = {
             CELEBAMASK_HQ.names[c]: {"noise": float(a), "real": float(b)}
@@ -297,7 +299,8 @@ class SyntheticBenchmark:
         }
         return {"noise_miou": f, "real_miou": r, "noise_miou_ratio": f / r if r > 0 else float("nan"),
                 "noise_pixel_accuracy": fake.pixel_accuracy(), "real_pixel_accuracy": real.pixel_accuracy(),
-                "noise_iou_per_part": per_part, "_generated": gens, "_ratio_se": _bootstrap_miou_ratio_se(per_face)}
+                "noise_iou_per_part": per_part, "_generated": gens, "_ratio_se": bootstrap_se([per_face]),
+                "_per_face": per_face}
 
     # -------------------------------------------------------------- everything
     def run(self, parser=None, protocols: Sequence[str] | None = None) -> dict[str, Any]:
@@ -306,9 +309,11 @@ class SyntheticBenchmark:
         sampling = {k: v for k, v in dataclasses.asdict(self.sampling).items() if k not in ("seed", "progress")}
         report: dict[str, Any] = {"n": self.n, "sampling": sampling, "seed": self.seed}
         se: dict[str, float] = {}
+        per_face: dict[str, Any] = {}  # every face's outcomes, for paired comparisons (paired_standard_errors)
 
         def rate(key: str, t: Tally) -> float:
             se[key] = t.se
+            per_face[key] = [[face, h, n] for face, (h, n) in sorted(t.per_face.items())]
             return t.rate
 
         if "reconstruction" in protocols:
@@ -338,31 +343,60 @@ class SyntheticBenchmark:
             scores = self.noise_miou(parser)
             scores.pop("_generated")
             se["noise_miou_ratio"] = scores.pop("_ratio_se")
+            per_face["noise_miou_ratio"] = scores.pop("_per_face").tolist()
             report.update(scores)
         report["standard_errors"] = se
+        report["per_face"] = per_face
         report["seconds"] = dict(self.timings)
         return report
 
 
-def _confusion(matrix: np.ndarray):
-    """A ConfusionMatrix holding these counts."""
-    from .metrics import ConfusionMatrix
+def _miou_ratio(counts: np.ndarray) -> float:
+    """Noise-based / real mIoU from summed (2, 3, K) IoU counts."""
+    from .metrics import iou_from_counts, mean_iou
 
-    cm = ConfusionMatrix(len(matrix))
-    cm.matrix = torch.from_numpy(np.asarray(matrix, dtype=np.int64))
-    return cm
+    real = mean_iou(iou_from_counts(counts[1]))
+    return mean_iou(iou_from_counts(counts[0])) / real if real > 0 else float("nan")
 
 
-def _bootstrap_miou_ratio_se(per_face: np.ndarray, resamples: int = 500, seed: int = 0) -> float:
-    """Standard error of the noise-based / real mIoU ratio: the faces resampled with replacement
-    (the same faces for both), `resamples` times. per_face: (2, n, K, K) confusion matrices."""
+def bootstrap_se(per_face: Sequence[np.ndarray], resamples: int = 500, seed: int = 0) -> float:
+    """Bootstrap standard error of the noise-based / real mIoU ratio, the faces resampled with
+    replacement (the same faces for both images of a face), `resamples` times. per_face: one
+    (2, n, 3, K) array of per-face IoU counts; with two (two runs on the same faces), the standard
+    error of the difference of their ratios, the same faces drawn for both (a paired bootstrap)."""
     rng = np.random.default_rng(seed)
-    n = per_face.shape[1]
-    ratios = []
+    arrays = [np.asarray(a, dtype=np.int64) for a in per_face]
+    n = arrays[0].shape[1]
+    values = []
     for _ in range(resamples):
         pick = np.bincount(rng.integers(0, n, n), minlength=n)
-        fake, real = np.tensordot(pick, per_face[0], 1), np.tensordot(pick, per_face[1], 1)
-        r = _confusion(real).miou()
-        if r > 0:
-            ratios.append(_confusion(fake).miou() / r)
-    return float(np.std(ratios, ddof=1)) if len(ratios) > 1 else float("nan")
+        r = [_miou_ratio(np.tensordot(pick, a, axes=(0, 1))) for a in arrays]
+        if not any(math.isnan(x) for x in r):
+            values.append(r[0] - r[1] if len(r) == 2 else r[0])
+    return float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+
+
+def paired_standard_errors(a: dict[str, Any], b: dict[str, Any]) -> dict[str, float]:
+    """Standard error of each rate's difference a - b between two reports of the same faces and
+    seeds (``scadm eval synthetic`` JSONs with ``per_face``). The runs are paired: a face that is
+    hard for one sampler is hard for the other, so this is smaller than the unpaired
+    sqrt(se_a^2 + se_b^2). Rates: the faces as clusters, the difference of the two ratio
+    estimators linearised, z_f = (h_af - r_a t_af) / T_a - (h_bf - r_b t_bf) / T_b and
+    se = sqrt(n / (n - 1) sum_f z_f^2); the mIoU ratio: a paired bootstrap over faces."""
+    out: dict[str, float] = {}
+    pa, pb = a.get("per_face", {}), b.get("per_face", {})
+    for key in pa.keys() & pb.keys():
+        if key == "noise_miou_ratio":
+            out[key] = bootstrap_se([np.asarray(pa[key]), np.asarray(pb[key])])
+            continue
+        index = {f: i for i, f in enumerate(sorted({row[0] for row in pa[key] + pb[key]}))}
+
+        def centred(rows: list) -> np.ndarray:  # (h_f - r t_f) / T per face, 0 for a face without trials
+            h, t = np.zeros(len(index)), np.zeros(len(index))
+            for f, hits, trials in rows:
+                h[index[f]], t[index[f]] = hits, trials
+            return (h - h.sum() / t.sum() * t) / t.sum() if t.sum() else h
+
+        z, n = centred(pa[key]) - centred(pb[key]), len(index)
+        out[key] = float(np.sqrt(n / (n - 1) * np.sum(z**2))) if n > 1 else float("nan")
+    return out

@@ -213,6 +213,22 @@ def psnr(preds: torch.Tensor, target: torch.Tensor, per_image: bool = True) -> f
 
 
 # ----------------------------------------------------------------------------- segmentation
+def iou_from_counts(counts: np.ndarray) -> np.ndarray:
+    """IoU per class from (true positives, predicted, target) pixel counts, shape (3, K); NaN where
+    a class is absent from both predictions and targets."""
+    tp, predicted, target = np.asarray(counts, dtype=np.float64)
+    union = predicted + target - tp
+    return np.where(union > 0, tp / np.maximum(union, 1), np.nan)
+
+
+def mean_iou(iou: np.ndarray, ignore_absent: bool = True) -> float:
+    """Mean of per-class IoUs over the classes present (NaN when none), or over all with absent = 0."""
+    if ignore_absent:
+        iou = iou[~np.isnan(iou)]
+        return float(iou.mean()) if iou.size else float("nan")
+    return float(np.nan_to_num(iou, nan=0.0).mean())
+
+
 class ConfusionMatrix:
     """Accumulated (num_classes x num_classes) confusion matrix; rows = target, cols = prediction.
 
@@ -243,21 +259,18 @@ class ConfusionMatrix:
         )
         return self
 
+    def counts(self) -> np.ndarray:
+        """(3, num_classes): true positives, predicted and target pixels of each class (all IoU needs)."""
+        m = self.matrix
+        return torch.stack([m.diag(), m.sum(0), m.sum(1)]).numpy()
+
     def per_class_iou(self) -> np.ndarray:
         """IoU per class; NaN for classes absent from both predictions and targets."""
-        m = self.matrix.double()
-        tp = m.diag()
-        union = m.sum(0) + m.sum(1) - tp
-        iou = torch.where(union > 0, tp / union.clamp_min(1), torch.full_like(tp, float("nan")))
-        return iou.numpy()
+        return iou_from_counts(self.counts())
 
     def miou(self, ignore_absent: bool = True) -> float:
         """Mean IoU over classes present in predictions or targets (all classes if not ``ignore_absent``, absent = 0)."""
-        iou = self.per_class_iou()
-        if ignore_absent:
-            iou = iou[~np.isnan(iou)]
-            return float(iou.mean()) if iou.size else float("nan")
-        return float(np.nan_to_num(iou, nan=0.0).mean())
+        return mean_iou(self.per_class_iou(), ignore_absent)
 
     def pixel_accuracy(self) -> float:
         total = int(self.matrix.sum())

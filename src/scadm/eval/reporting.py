@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,14 @@ def _fmt(v: Any) -> str:
 
 
 def write_json(data: dict, path: Path) -> None:
+    """Indented JSON, with lists of numbers (and lists of those) on one line each, so that the
+    per-face records stay short."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, default=float) + "\n")
+    text = json.dumps(data, indent=2, default=float)
+    for _ in range(2):  # numbers, then lists of number lists
+        text = re.sub(r"\[\s+((?:[-+0-9.eE,\sNaInfity]|\[[^\[\]\"]*\])+?)\s+\]",
+                      lambda m: "[" + " ".join(m.group(1).split()) + "]", text)
+    path.write_text(text + "\n")
 
 
 def synthetic_markdown(report: dict, command: str) -> str:
@@ -38,7 +45,8 @@ def synthetic_markdown(report: dict, command: str) -> str:
         "reference = face k + 1; a region succeeds when the mean colour of the generated image inside it "
         "(one-pixel erosion) is closer in RGB to the style it should have than to the alternative "
         "(see `scadm.eval.controllability`). Chance is 0.5. Standard errors treat the faces as "
-        "independent (regions within a face are not); the mIoU ratio's is a bootstrap over faces. "
+        "independent clusters (regions within a face are not); the mIoU ratio's is a bootstrap over faces. "
+        "They are approximate: face k + 1 is also the next pair's target. "
         f"Sampling: {report.get('sampling_desc', report.get('sampling'))}.",
         "",
         "| metric | value | standard error | target |",
