@@ -26,7 +26,7 @@ import time
 import torch
 
 from scadm.conditions import Conditions
-from scadm.config import load_recipe
+from scadm.config import PRECISIONS, autocast_dtype, load_recipe
 from scadm.diffusion import ClassifierFreeGuidance, NoiseSchedule, sample
 from scadm.models.autoencoder import FirstStage, build_autoencoder
 from scadm.models.ldm import SemanticLDM
@@ -105,7 +105,7 @@ def variants(model, guided, z, t, prepared, device: str, args) -> None:
             model.unet.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
             unet = torch.compile(model.unet) if compiled else model.unet
             fn = ClassifierFreeGuidance(unet, guided.null_cond, s=1.2)
-            for name, dtype in (("fp32", None), ("bf16", torch.bfloat16), ("fp16", torch.float16)):
+            for name, dtype in ((p, autocast_dtype(p)) for p in PRECISIONS):
                 with torch.autocast(device, dtype=dtype, enabled=dtype is not None):
                     sec = median_seconds(lambda: fn(z, t, prepared), args.repeats, device)
                     out = fn(z, t, prepared).float()

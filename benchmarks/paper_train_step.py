@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from scadm.config import load_recipe
+from scadm.config import autocast_dtype, load_recipe
 from scadm.diffusion import NoiseSchedule, diffusion_loss
 from scadm.models.ldm import SemanticLDM
 
@@ -58,7 +58,7 @@ def one_setting(config: str, precision: str, ckpt: bool, b: int, steps: int) -> 
     mask = F.one_hot(ids.long(), C).permute(0, 3, 1, 2).float().to(device)
     image = (torch.rand(b, 3, h, w, generator=g) * 2 - 1).to(device)
     z0 = torch.randn(b, cfg.latent_channels, *cfg.latent_size, generator=g).to(device)
-    dtype = {"fp32": None, "bf16": torch.bfloat16}[precision]
+    dtype = autocast_dtype(precision)
 
     def step() -> None:
         with torch.autocast(device, dtype=dtype, enabled=dtype is not None):

@@ -189,6 +189,14 @@ class SamplingConfig:
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
+def autocast_dtype(precision: str) -> Any:
+    """The torch autocast dtype of a precision name (None: float32, no autocast)."""
+    import torch
+
+    _check_choice("precision", precision, PRECISIONS)
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
 @dataclass
 class SamplingOptions:
     """The sampling settings of one call, the one form they take from the CLI (or the Python API, or
@@ -234,9 +242,7 @@ class SamplingOptions:
     @property
     def autocast_dtype(self) -> "torch.dtype | None":
         """The autocast dtype of :attr:`precision` (None: float32, no autocast)."""
-        import torch
-
-        return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
+        return autocast_dtype(self.precision)
 
     def seeds(self, batch: int) -> list[int]:
         """The seed of each of `batch` images."""

@@ -18,6 +18,7 @@ from typing import Any, Callable, NamedTuple, Optional, Sequence
 import typer
 
 from .. import checks
+from ..config import PRECISIONS
 from .common import UserError
 
 
@@ -154,7 +155,7 @@ _SAMPLING_OPTIONS = (
         callback=checked(_lazy_choice, _null_names))),
     _Shared("seed", int, Integer(0, "--seed", help="Image i uses seed + i.", lo=0, hi=2**63 - 1)),
     _Shared("precision", str, Choice("fp32", "--precision", help="The denoiser's arithmetic: fp32, or bf16 / fp16 autocast (for GPUs).",
-                                     options=("fp32", "bf16", "fp16"))),
+                                     options=PRECISIONS)),
 )
 _ATTRIBUTE_OPTIONS = (
     _Shared("set_", Optional[str], typer.Option(None, "--set", help="Attributes for models that take them, e.g. Eyeglasses=1,Smiling=0.")),
