@@ -13,6 +13,7 @@ THRESHOLDS = {
     "reconstruction_success": 0.95,
     "partial_swap_success": 0.90,
     "partial_swap_preserved": 0.90,
+    "mixed_success": 0.90,
     "interpolation_monotonic": 0.90,
     "noise_miou_ratio": 0.85,
 }
