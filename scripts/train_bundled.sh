@@ -33,6 +33,7 @@ rm -rf src/scadm/bundled/synthetic-64.new
 cp -r "$DM/model" src/scadm/bundled/synthetic-64.new
 cp -r "$PARSER" src/scadm/bundled/synthetic-64.new/parser
 cp "$DM/loss.png" "$DM/loss.csv" "$DM/config.yaml" src/scadm/bundled/synthetic-64.new/
+cp "$(ls "$DM"/samples/step-*.png | tail -1)" src/scadm/bundled/synthetic-64.new/preview-final.png
 cp "$AE/metrics.json" src/scadm/bundled/synthetic-64.new/autoencoder-metrics.json
 cp "$AE/loss.png" src/scadm/bundled/synthetic-64.new/autoencoder-loss.png
 cp "$AE/loss.csv" src/scadm/bundled/synthetic-64.new/autoencoder-loss.csv

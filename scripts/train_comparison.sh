@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Reproduce docs/comparison.md: five conditioning strategies trained with the same budget
-# (800 steps of batch 32, the bundled KL-f4 first stage) on the synthetic faces, then scored.
+# (800 steps of batch 32, the bundled first stage) on the synthetic faces, then scored.
 #   bash scripts/train_comparison.sh [RUNS_DIR]
 # Needs data/synthetic-64 (first line of scripts/train_bundled.sh). About 1.5 hours of a 2-core CPU
-# in all; the trainings are independent, so machines with more cores or GPUs can run them at once.
+# in all with the first-edition first stage (longer on the current one); the trainings are independent, so machines with more cores or GPUs can run them at once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-runs/cmp}
