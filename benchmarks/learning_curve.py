@@ -15,10 +15,7 @@ import json
 import re
 from pathlib import Path
 
-RATES = ("reconstruction_success", "total_swap_success", "partial_swap_success", "partial_swap_preserved",
-         "partial_swap_all_success", "partial_swap_all_preserved", "mixed_success", "interpolation_monotonic",
-         "noise_miou_ratio")
-SHORT = ("recon", "total", "partial", "preserved", "all", "all kept", "mixed", "interp", "noise ratio")
+from scadm.eval.reporting import RATES, SHORT_NAMES
 
 
 def step_of(path: Path, report: dict) -> int:
@@ -35,8 +32,8 @@ def main() -> None:
     ap.add_argument("--picture", type=Path, default=None)
     args = ap.parse_args()
     rows = sorted((step_of(p, r), r) for p in args.reports for r in [json.loads(p.read_text())])
-    print("| step | n | " + " | ".join(SHORT) + " |")
-    print("| --- | --- | " + " | ".join("---" for _ in SHORT) + " |")
+    print("| step | n | " + " | ".join(SHORT_NAMES.values()) + " |")
+    print("| --- | --- | " + " | ".join("---" for _ in RATES) + " |")
     for step, r in rows:
         print(f"| {step} | {r['n']} | " + " | ".join(f"{r[k]:.3f}" if k in r else "" for k in RATES) + " |")
     if args.picture:
@@ -47,7 +44,7 @@ def main() -> None:
 
         fig, ax = plt.subplots(figsize=(7, 4.2))
         steps = [s for s, _ in rows]
-        for key, name in zip(RATES, SHORT):
+        for key, name in SHORT_NAMES.items():
             if all(key in r for _, r in rows):
                 se = [r.get("standard_errors", {}).get(key, 0.0) for _, r in rows]
                 ax.errorbar(steps, [r[key] for _, r in rows], yerr=se, marker="o", ms=3, capsize=2, label=name)

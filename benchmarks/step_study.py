@@ -27,11 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from scadm.eval.controllability import paired_standard_errors
-
-RATES = ("reconstruction_success", "total_swap_success", "partial_swap_success", "partial_swap_preserved",
-         "partial_swap_all_success", "partial_swap_all_preserved", "mixed_success", "interpolation_monotonic",
-         "noise_miou_ratio")
-SHORT = ("recon", "total", "partial", "preserved", "all", "all kept", "mixed", "interp", "noise ratio")
+from scadm.eval.reporting import RATES, SHORT_NAMES
 
 
 def main() -> None:
@@ -74,7 +70,7 @@ def main() -> None:
     ref_sec = ref["seconds"]["reconstruction"] / ref["n"]
     print(f"\nreference: {ref_key[0]} {ref_key[1]} steps; a rate is equal when within one standard error of the difference\n")
     rates = [k for k in RATES if all(k in r for r in reports.values())]  # no parser: no noise ratio
-    print("| sampler | steps | " + " | ".join(SHORT[RATES.index(k)] for k in rates)
+    print("| sampler | steps | " + " | ".join(SHORT_NAMES[k] for k in rates)
           + " | s / image | speed-up | largest z | all equal |")
     print("| --- | --- | " + " | ".join("---" for _ in rates) + " | --- | --- | --- | --- |")
     for (sampler, steps), r in reports.items():
@@ -92,7 +88,7 @@ def main() -> None:
               f"| {'yes' if equal else 'no'} |")
     print("\n(* = differs from the reference by more than the reference's standard error; largest z = the largest "
           "|difference| / its paired standard error over the rates)")
-    print("reference standard errors: " + ", ".join(f"{SHORT[RATES.index(k)]} {ref['standard_errors'][k]:.3f}" for k in rates))
+    print("reference standard errors: " + ", ".join(f"{SHORT_NAMES[k]} {ref['standard_errors'][k]:.3f}" for k in rates))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,13 @@ THRESHOLDS = {
     "noise_miou_ratio": 0.85,
 }
 
+#: the benchmark's rates in report order, with the short names tables use
+RATES = ("reconstruction_success", "total_swap_success", "partial_swap_success", "partial_swap_preserved",
+         "partial_swap_all_success", "partial_swap_all_preserved", "mixed_success", "interpolation_monotonic",
+         "noise_miou_ratio")
+SHORT_NAMES = dict(zip(RATES, ("recon", "total", "partial", "preserved", "all", "all kept", "mixed", "interp",
+                               "noise ratio")))
+
 
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
@@ -54,9 +61,7 @@ def synthetic_markdown(report: dict, command: str) -> str:
         "| --- | --- | --- | --- |",
     ]
     errors = report.get("standard_errors", {})
-    for key in ("reconstruction_success", "total_swap_success", "partial_swap_success", "partial_swap_preserved",
-                "partial_swap_all_success", "partial_swap_all_preserved", "mixed_success", "interpolation_monotonic",
-                "noise_miou_ratio", "noise_miou", "real_miou"):
+    for key in (*RATES, "noise_miou", "real_miou"):
         if key in report:
             target = THRESHOLDS.get(key)
             mark = "" if target is None else (f">= {target}" + (" (met)" if report[key] >= target else " (NOT met)"))
