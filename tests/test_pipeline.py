@@ -222,6 +222,20 @@ def test_bf16_autocast_sampling_stays_close_to_fp32():
         pipe.reconstruct(*args, steps=1, precision="int8")
 
 
+def test_bundled_clip_x0_does_not_cut_its_own_latents():
+    """A clip_x0 inside the first stage's latent range cuts real values at every DDIM step
+    (at 4.0 on this first stage, whose latents reach +-7, reconstruction fell from 0.94 to 0.80)."""
+    from scadm.data.synthetic import render_face, synthetic_split_ids
+
+    pipe = SCADMPipeline.from_pretrained(None, device="cpu")
+    faces = [render_face(i, seed=0, size=pipe.image_size) for i in synthetic_split_ids("test", 16)]
+    x = torch.stack([torch.from_numpy(np.asarray(f.image)).permute(2, 0, 1).float() / 127.5 - 1 for f in faces])
+    with torch.no_grad():
+        z = pipe.first_stage.encode(x)
+    clip = pipe.cfg.sampling.clip_x0
+    assert clip is None or clip > z.abs().max().item(), (clip, z.abs().max().item())
+
+
 def test_autocast_covers_the_denoiser_alone(monkeypatch, tiny_model, tiny_faces):
     """Under precision="bf16" the UNet runs in autocast; guidance, the null condition and the
     solver see float32 outside it."""

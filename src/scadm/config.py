@@ -177,6 +177,7 @@ class SamplingConfig:
     noise_null_condition: str | None = None
     #: clip the predicted x_0 to [-v, v] at every DDIM/DDPM step (None: no clipping, as LDM). A guard
     #: for briefly trained models, whose eps errors at high t are amplified by 1/sqrt(alpha_bar).
+    #: v must lie beyond the training latents' own range, or every step cuts real values.
     clip_x0: float | None = None
 
     @property
