@@ -4,8 +4,8 @@
                                     [--settings ddim:200,dpm++:10,dpm++:15,dpm++:20,unipc:10,unipc:15]
 
 Runs `scadm eval synthetic --n N --sampler S --steps K --json OUT/S-K-nN.json --report-dir
-OUT/S-K-nN/` for every setting (a setting whose JSON exists is not run again, so the study
-resumes; --jobs J runs J settings at a time, each with 1/J of the threads), then compares each with
+OUT/S-K-nN/` for every setting (a setting whose JSON exists is not run again, and a stopped
+setting continues from its last finished protocol, so the study resumes; --jobs J runs J settings at a time, each with 1/J of the threads), then compares each with
 the first setting (the reference, DDIM with 200 steps by default): a rate is "equal" when it
 is within one standard error of the reference's rate (the reference's own, faces as clusters).
 Every setting scores the same faces with the same seeds, so the difference itself is measured
@@ -68,7 +68,7 @@ def main() -> None:
     ref_key = settings[0]
     ref = reports[ref_key]
     ref_sec = ref["seconds"]["reconstruction"] / ref["n"]
-    print(f"\nreference: {ref_key[0]} {ref_key[1]} steps; a rate is equal when within one standard error of the difference\n")
+    print(f"\nreference: {ref_key[0]} {ref_key[1]} steps; a rate is equal when within the reference rate's standard error\n")
     rates = [k for k in RATES if all(k in r for r in reports.values())]  # no parser: no noise ratio
     print("| sampler | steps | " + " | ".join(SHORT_NAMES[k] for k in rates)
           + " | s / image | speed-up | largest z | all equal |")

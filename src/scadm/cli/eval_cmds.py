@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import sys
 from pathlib import Path
@@ -96,12 +97,19 @@ def synthetic(
     parser_net = load_parser(parser_path).to(pipe.device).eval() if parser_path else None
     if parser_net is None:
         console.print("[yellow]no parser given and none ships with the model: noise_miou_ratio is skipped[/]")
+    run, noise_run = (SamplingOptions(sampler=sampler, steps=steps).resolve(pipe.cfg.sampling, noise_based=nb) for nb in (False, True))
+    # a stopped run resumes from here (written after each protocol, deleted once the report is written)
+    checkpoint = Path(json_out).with_suffix(".partial.json") if json_out else (
+        Path(report_dir) / "partial.json" if report_dir else None)
+    identity = {"model": str(Path(model).resolve()) if model else "bundled", "parser": str(parser_path),
+                "sampling": dataclasses.asdict(run)}
+    if checkpoint is not None and checkpoint.is_file():
+        console.print(f"resuming the stopped run in {_shown(checkpoint)}")
     with Progress(console=console, transient=True) as prog:
         task = prog.add_task("synthetic benchmark", total=None)
         bench = SyntheticBenchmark(pipe, n=n, seed=seed, batch_size=batch_size, sampling=SamplingOptions(sampler=sampler, steps=steps),
                                    progress=lambda what, k: prog.update(task, description=f"{what}: {k}/{n}"))
-        report = bench.run(parser=parser_net)
-    run, noise_run = (SamplingOptions(sampler=sampler, steps=steps).resolve(pipe.cfg.sampling, noise_based=nb) for nb in (False, True))
+        report = bench.run(parser=parser_net, checkpoint=checkpoint, identity=identity)
     nulls = f"{run.null_condition} null condition"
     if noise_run.null_condition != run.null_condition:
         nulls += f"; noise-based samples: {noise_run.null_condition}"
@@ -119,6 +127,8 @@ def synthetic(
         (report_dir / "report.md").write_text(synthetic_markdown(report, report["command"]))
         plot_per_part(report, report_dir / "per_part.png")
         console.print(f"report: {report_dir / 'report.md'}")
+    if checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)
 
 
 @eval_app.command("timing")

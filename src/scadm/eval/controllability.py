@@ -34,9 +34,11 @@ reconstruction and mixing, about 0 on swaps (it keeps the target's colours) and 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -49,6 +51,8 @@ MIX_PARTS = ("hair", "l_eye", "u_lip", "cloth")
 #: the parts partial_swap_success / partial_swap_preserved cycle over (partial_swap_all_* uses every class)
 SWAP_PARTS = ("skin", "hair", "l_eye", "r_eye", "u_lip", "cloth")
 ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
+#: the protocols in the order SyntheticBenchmark.run runs them
+PROTOCOLS = ("reconstruction", "total_swap", "partial_swap", "partial_swap_all", "mixed", "interpolation", "noise")
 
 
 # ---------------------------------------------------------------------------
@@ -303,52 +307,100 @@ class SyntheticBenchmark:
                 "_per_face": per_face}
 
     # -------------------------------------------------------------- everything
-    def run(self, parser=None, protocols: Sequence[str] | None = None) -> dict[str, Any]:
-        protocols = list(protocols or ("reconstruction", "total_swap", "partial_swap", "partial_swap_all", "mixed",
-                                       "interpolation", "noise"))
-        sampling = {k: v for k, v in dataclasses.asdict(self.sampling).items() if k not in ("seed", "progress")}
-        report: dict[str, Any] = {"n": self.n, "sampling": sampling, "seed": self.seed}
-        se: dict[str, float] = {}
-        per_face: dict[str, Any] = {}  # every face's outcomes, for paired comparisons (paired_standard_errors)
-
+    def _protocol(self, name: str, parser: Any, se: dict[str, float], per_face: dict[str, Any]) -> dict[str, Any]:
+        """Run one protocol: its report entries; its rates' standard errors and per-face rows go to se, per_face."""
         def rate(key: str, t: Tally) -> float:
             se[key] = t.se
-            per_face[key] = [[face, h, n] for face, (h, n) in sorted(t.per_face.items())]
+            per_face[key] = [[int(face), int(h), int(n)] for face, (h, n) in sorted(t.per_face.items())]
             return t.rate
 
-        if "reconstruction" in protocols:
+        if name == "reconstruction":
             t = self.reconstruction()
-            report.update(reconstruction_success=rate("reconstruction_success", t), reconstruction_per_part=t.breakdown())
-        if "total_swap" in protocols:
+            return dict(reconstruction_success=rate("reconstruction_success", t), reconstruction_per_part=t.breakdown())
+        if name == "total_swap":
             t = self.total_swap()
-            report.update(total_swap_success=rate("total_swap_success", t), total_swap_per_part=t.breakdown())
-        if "partial_swap" in protocols:
+            return dict(total_swap_success=rate("total_swap_success", t), total_swap_per_part=t.breakdown())
+        if name == "partial_swap":
             s, p = self.partial_swap()
-            report.update(partial_swap_success=rate("partial_swap_success", s), partial_swap_per_part=s.breakdown(),
-                          partial_swap_preserved=rate("partial_swap_preserved", p),
-                          partial_swap_preserved_per_part=p.breakdown())
-        if "partial_swap_all" in protocols:
+            return dict(partial_swap_success=rate("partial_swap_success", s), partial_swap_per_part=s.breakdown(),
+                        partial_swap_preserved=rate("partial_swap_preserved", p),
+                        partial_swap_preserved_per_part=p.breakdown())
+        if name == "partial_swap_all":
             s, p = self.partial_swap(among=None)
-            report.update(partial_swap_all_success=rate("partial_swap_all_success", s),
-                          partial_swap_all_per_part=s.breakdown(),
-                          partial_swap_all_preserved=rate("partial_swap_all_preserved", p))
-        if "mixed" in protocols:
+            return dict(partial_swap_all_success=rate("partial_swap_all_success", s),
+                        partial_swap_all_per_part=s.breakdown(),
+                        partial_swap_all_preserved=rate("partial_swap_all_preserved", p))
+        if name == "mixed":
             t = self.mixed()
-            report.update(mixed_success=rate("mixed_success", t), mixed_per_part=t.breakdown())
-        if "interpolation" in protocols:
+            return dict(mixed_success=rate("mixed_success", t), mixed_per_part=t.breakdown())
+        if name == "interpolation":
             t = self.interpolation()
-            report.update(interpolation_monotonic=rate("interpolation_monotonic", t), interpolation_n=t.trials,
-                          interpolation_per_part=t.breakdown())
-        if "noise" in protocols and parser is not None:
+            return dict(interpolation_monotonic=rate("interpolation_monotonic", t), interpolation_n=t.trials,
+                        interpolation_per_part=t.breakdown())
+        if name == "noise":
             scores = self.noise_miou(parser)
             scores.pop("_generated")
             se["noise_miou_ratio"] = scores.pop("_ratio_se")
             per_face["noise_miou_ratio"] = scores.pop("_per_face").tolist()
-            report.update(scores)
+            return scores
+        raise AssertionError(name)
+
+    def run(self, parser=None, protocols: Sequence[str] | None = None, checkpoint: str | Path | None = None,
+            identity: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Every protocol (or those named), in a fixed order; the noise protocol needs a parser.
+
+        checkpoint: a JSON file written after each protocol (what is done, the report so far, the
+        random state), from which a stopped run resumes where it stopped, to the same report as
+        an unbroken run. It must come from the same settings (n, seed, sampling and ``identity``,
+        e.g. the model), or a ValueError names it. The caller deletes it once the report is kept.
+        """
+        protocols = list(protocols or PROTOCOLS)
+        unknown = sorted(set(protocols) - set(PROTOCOLS))
+        if unknown:
+            raise ValueError(f"unknown protocol(s) {', '.join(unknown)}; choose from {', '.join(PROTOCOLS)}")
+        sampling = {k: v for k, v in dataclasses.asdict(self.sampling).items() if k not in ("seed", "progress")}
+        report: dict[str, Any] = {"n": self.n, "sampling": sampling, "seed": self.seed}
+        key = json.loads(json.dumps({**report, "batch_size": self.batch_size, "identity": identity or {}}, default=str))
+        se: dict[str, float] = {}
+        per_face: dict[str, Any] = {}  # every face's outcomes, for paired comparisons (paired_standard_errors)
+        done: list[str] = []
+        path = Path(checkpoint) if checkpoint else None
+        if path is not None and path.is_file():
+            saved = json.loads(path.read_text())
+            if saved.get("key") != key:
+                other = saved.get("key") or {}
+                differ = [k for k in key if other.get(k) != key[k]] or ["format"]
+                raise ValueError(f"{path}: a stopped benchmark run with other settings ({', '.join(differ)} differ); "
+                                 "delete it to start afresh, or give the settings it was made with")
+            report, se, per_face, done = saved["report"], saved["standard_errors"], saved["per_face"], saved["done"]
+            self.timings.update(saved["seconds"])
+            self.rng.bit_generator.state = saved["rng"]
+
+        for name in PROTOCOLS:
+            if name not in protocols or name in done or (name == "noise" and parser is None):
+                continue
+            report.update(self._protocol(name, parser, se, per_face))
+            done.append(name)
+            if path is not None:
+                _write_atomically(path, {"key": key, "done": done, "report": report, "standard_errors": se,
+                                         "per_face": per_face, "seconds": self.timings,
+                                         "rng": self.rng.bit_generator.state})
         report["standard_errors"] = se
         report["per_face"] = per_face
         report["seconds"] = dict(self.timings)
         return report
+
+
+
+def _write_atomically(path: Path, data: dict) -> None:
+    """JSON (numpy numbers as Python numbers) to a temporary file, then renamed over ``path``."""
+    def plain(x: Any) -> Any:
+        return x.item() if isinstance(x, np.generic) else x.tolist() if isinstance(x, np.ndarray) else str(x)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, default=plain))
+    tmp.replace(path)
 
 
 def _miou_ratio(counts: np.ndarray) -> float:
