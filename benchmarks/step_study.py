@@ -5,7 +5,8 @@
 
 Runs `scadm eval synthetic --n N --sampler S --steps K --json OUT/S-K-nN.json --report-dir
 OUT/S-K-nN/` for every setting (a setting whose JSON exists is not run again, and a stopped
-setting continues from its last finished protocol, so the study resumes; --jobs J runs J settings at a time, each with 1/J of the threads), then compares each with
+setting continues from its last finished protocol, so the study resumes; --jobs J runs J
+settings at a time, each with 1/J of the threads), then compares each with
 the first setting (the reference, DDIM with 200 steps by default): a rate is "equal" when it
 is within one standard error of the reference's rate (the reference's own, faces as clusters).
 Every setting scores the same faces with the same seeds, so the difference itself is measured

@@ -393,14 +393,13 @@ class SyntheticBenchmark:
 
 
 def _write_atomically(path: Path, data: dict) -> None:
-    """JSON (numpy numbers as Python numbers) to a temporary file, then renamed over ``path``."""
+    """JSON (numpy numbers as Python numbers), written then renamed."""
+    from ..data.layout import write_text_atomic
+
     def plain(x: Any) -> Any:
         return x.item() if isinstance(x, np.generic) else x.tolist() if isinstance(x, np.ndarray) else str(x)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, default=plain))
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(data, default=plain))
 
 
 def _miou_ratio(counts: np.ndarray) -> float:
