@@ -1,7 +1,7 @@
 """Fewer sampling steps at equal quality: the synthetic benchmark per solver and step count (prints a table).
 
     python benchmarks/step_study.py [--model MODEL] [--n 200] [--out runs/step-study] [--jobs 1]
-                                    [--settings ddim:200,dpm++:10,dpm++:15,dpm++:20,unipc:10,unipc:15]
+                                    [--settings ddim:200,dpm++:8,dpm++:9,dpm++:10,unipc:9,unipc:10]
 
 Runs `scadm eval synthetic --n N --sampler S --steps K --json OUT/S-K-nN.json --report-dir
 OUT/S-K-nN/` for every setting (a setting whose JSON exists is not run again, and a stopped
@@ -37,7 +37,7 @@ def main() -> None:
     ap.add_argument("--parser", default=None, help="default: the model's parser/")
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--out", default="runs/step-study")
-    ap.add_argument("--settings", default="ddim:200,dpm++:10,dpm++:15,dpm++:20,unipc:10,unipc:15")
+    ap.add_argument("--settings", default="ddim:200,dpm++:8,dpm++:9,dpm++:10,unipc:9,unipc:10")
     ap.add_argument("--scadm", default=str(Path(sys.executable).with_name("scadm")))
     ap.add_argument("--jobs", type=int, default=1, help="settings run at a time (each with 1/J of the threads)")
     args = ap.parse_args()
