@@ -12,9 +12,10 @@ is within one standard error of the reference's rate (the reference's own, faces
 Every setting scores the same faces with the same seeds, so the difference itself is measured
 far more precisely than either rate: the table also gives the largest paired z over the rates,
 |difference| / its paired standard error (`paired_standard_errors`), which tells a difference
-that is real, however small, from noise. Seconds per image
-are the reconstruction protocol's wall time over n (guided sampling, batches of 16, decoding
-included) on this machine.
+that is real, however small, from noise. Seconds per image are the median over the protocols
+(interpolation left out) of wall time over n (guided sampling, batches of 16, decoding
+included) on this machine. A cached report made with another timestep spacing than this
+scadm's (its `sampling_desc`) is refused.
 """
 
 from __future__ import annotations
@@ -22,13 +23,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from scadm.config import load_config
+from scadm.diffusion.schedule import NoiseSchedule
 from scadm.eval.controllability import paired_standard_errors
 from scadm.eval.reporting import RATES, SHORT_NAMES
+from scadm.pipeline import default_model_folder
 
 
 def main() -> None:
@@ -61,14 +66,20 @@ def main() -> None:
     with ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(run, [k for k in settings if not paths[k].is_file()]))
     reports = {k: json.loads(paths[k].read_text()) for k in settings}
+    config = json.loads((Path(args.model or default_model_folder()) / "config.json").read_text())
+    schedule = NoiseSchedule(load_config(config).schedule)
     for k, r in reports.items():
         if r.get("n") != args.n or (args.model and f"--model {args.model}" not in r.get("command", "")):
             sys.exit(f"{paths[k]}: made by `{r.get('command')}`, not by this study's --model / --n; "
                      "give another --out or delete it")
+        spacing = f"{k[0]} ({schedule.spacing(k[0])} spacing)"
+        if not r.get("sampling_desc", "").startswith(spacing):
+            sys.exit(f"{paths[k]}: sampled with `{r.get('sampling_desc')}`, not {spacing} as this scadm samples; "
+                     "give another --out or delete it")
 
     ref_key = settings[0]
     ref = reports[ref_key]
-    ref_sec = ref["seconds"]["reconstruction"] / ref["n"]
+    ref_sec = seconds_per_image(ref)
     print(f"\nreference: {ref_key[0]} {ref_key[1]} steps; a rate is equal when within the reference rate's standard error\n")
     rates = [k for k in RATES if all(k in r for r in reports.values())]  # no parser: no noise ratio
     print("| sampler | steps | " + " | ".join(SHORT_NAMES[k] for k in rates)
@@ -84,12 +95,19 @@ def main() -> None:
             worst = max(worst, diff / se if se > 0 else (0.0 if diff == 0 else float("inf")))
             equal &= ok
             cells.append(f"{r[key]:.3f}" + ("" if ok else " *"))
-        sec = r["seconds"]["reconstruction"] / r["n"]
+        sec = seconds_per_image(r)
         print(f"| {sampler} | {steps} | " + " | ".join(cells) + f" | {sec:.2f} | {ref_sec / sec:.1f}x | {worst:.1f} "
               f"| {'yes' if equal else 'no'} |")
-    print("\n(* = differs from the reference by more than the reference's standard error; largest z = the largest "
-          "|difference| / its paired standard error over the rates)")
+    print("\n(* = differs from the reference by more than the reference's standard error, from the unrounded "
+          "rates; largest z = the largest |difference| / its paired standard error over the rates)")
     print("reference standard errors: " + ", ".join(f"{SHORT_NAMES[k]} {ref['standard_errors'][k]:.3f}" for k in rates))
+
+
+def seconds_per_image(report: dict) -> float:
+    """The median over the protocols of wall seconds per image (interpolation, five images per
+    pair, left out): a protocol slowed by another job on the machine does not decide it."""
+    per = [v for k, v in report["seconds"].items() if k != "interpolation"]
+    return statistics.median(per) / report["n"]
 
 
 if __name__ == "__main__":

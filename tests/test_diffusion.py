@@ -401,6 +401,17 @@ def test_log_snr_spacing_keeps_few_step_samples_dispersed():
     assert std(use_lu_lambdas=False) < 0.03
 
 
+def test_a_spacing_asked_for_replaces_the_default():
+    s = NoiseSchedule()
+    assert (s.spacing("dpm++"), s.spacing("unipc"), s.spacing("ddim")) == ("log-SNR", "Karras", "leading")
+    assert NoiseSchedule(ScheduleConfig(kind="cosine")).spacing("dpm++") == "linspace"
+    karras = s.make_scheduler("dpm++", use_karras_sigmas=True)
+    assert karras.config.use_karras_sigmas and not karras.config.use_lu_lambdas
+    assert timesteps_for("dpm++", 9, s, use_karras_sigmas=True).tolist() != timesteps_for("dpm++", 9, s).tolist()
+    # diffusers refuses two of these at once, so the default Karras must make way
+    assert not s.make_scheduler("unipc", use_exponential_sigmas=True).config.use_karras_sigmas
+
+
 def test_sample_callback_x_T_and_conditions_passthrough():
     s = NoiseSchedule()
     calls, seen = [], []

@@ -113,7 +113,8 @@ def synthetic(
     nulls = f"{run.null_condition} null condition"
     if noise_run.null_condition != run.null_condition:
         nulls += f"; noise-based samples: {noise_run.null_condition}"
-    report["sampling_desc"] = (f"{run.sampler}, {run.steps} steps, eta {run.eta}, "
+    spacing = pipe.schedule.spacing(run.sampler)
+    report["sampling_desc"] = (f"{run.sampler} ({spacing} spacing), {run.steps} steps, eta {run.eta}, "
                                f"guidance s = {run.guidance_scale} ({nulls})")
     report["command"] = _command()
     report["parser"] = _shown(parser_path) if parser_path else None

@@ -42,7 +42,7 @@ def build_scheduler(sampler: str, steps: int, schedule: NoiseSchedule, device=No
         warnings.simplefilter("ignore", DeprecationWarning)
         scheduler.set_timesteps(steps, device=device)
     if hasattr(scheduler, "set_begin_index"):
-        # multistep solvers locate their position by timestep value; Karras spacing can repeat
+        # multistep solvers locate their position by timestep value; Karras or log-SNR spacing can repeat
         # a rounded timestep (e.g. 999 twice with the cosine schedule), so pin the start.
         scheduler.set_begin_index(0)
     return scheduler

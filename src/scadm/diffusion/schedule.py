@@ -17,6 +17,10 @@ from torch import Tensor
 
 __all__ = ["ScheduleConfig", "NoiseSchedule", "make_betas", "p2_weight", "SAMPLERS", "PREDICTION_TYPES"]
 
+#: the diffusers options that choose a timestep spacing, and their names in reports
+_SPACINGS = {"use_lu_lambdas": "log-SNR", "use_karras_sigmas": "Karras", "use_exponential_sigmas": "exponential",
+             "use_beta_sigmas": "beta"}
+
 #: sampler names accepted by :meth:`NoiseSchedule.make_scheduler` and :func:`scadm.diffusion.sample`.
 SAMPLERS = ("ddim", "ddpm", "dpm++", "unipc")
 _SAMPLER_ALIASES = {
@@ -187,8 +191,8 @@ class NoiseSchedule:
         ddpm:  DDPMScheduler, variance_type="fixed_small" (LDM), "leading" spacing so that
                fewer than T steps are possible (steps = T gives the full chain 999..0).
         dpm++: DPMSolverMultistepScheduler, algorithm_type="dpmsolver++", solver_order=2,
-               use_lu_lambdas=True: steps uniform in log-SNR, the DPM-Solver papers' own
-               spacing (Lu et al. 2022). Karras sigmas gave lower noise-based mIoU at 8-10
+               use_lu_lambdas=True: steps uniform in log-SNR (the DPM-Solver code's "logSNR"
+               step type, Lu et al. 2022). Karras sigmas gave lower noise-based mIoU at 8-10
                steps on the bundled model, and diffusers' default uniform-t spacing
                under-disperses samples (its last step jumps from t ~ T/steps to x_0); see
                docs/diffusion.md. (Not use_exponential_sigmas, the same spacing: diffusers
@@ -197,7 +201,9 @@ class NoiseSchedule:
         unipc: UniPCMultistepScheduler (Zhao et al. 2023, predictor-corrector, bh2, order 2,
                data prediction) with Karras sigmas (it has no log-SNR option that rounds its
                timesteps), uniform t for the cosine schedule.
-        Keyword arguments override any of these settings.
+        Keyword arguments override any of these settings; one that turns on another spacing
+        (use_karras_sigmas, use_exponential_sigmas, use_beta_sigmas, use_lu_lambdas) replaces
+        the default spacing.
         """
         from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler
 
@@ -244,8 +250,18 @@ class NoiseSchedule:
                 thresholding=False,
             )
             cls = UniPCMultistepScheduler
+        if any(kw.get(k) for k in _SPACINGS):  # a spacing asked for replaces the default one
+            opts = {k: v for k, v in opts.items() if k not in _SPACINGS}
         opts = {**common, **opts, **kw}
         return cls(**opts)
+
+    def spacing(self, sampler: str) -> str:
+        """The name of the timestep spacing ``sampler`` uses with this schedule by default."""
+        config = self.make_scheduler(sampler).config
+        for key, label in _SPACINGS.items():
+            if config.get(key):
+                return label
+        return str(config.get("timestep_spacing", "linspace"))
 
 
 def p2_weight(
