@@ -46,6 +46,7 @@ import torch
 
 from ..config import SamplingOptions
 from ..labels import CELEBAMASK_HQ
+from .reporting import write_json
 
 MIX_PARTS = ("hair", "l_eye", "u_lip", "cloth")
 #: the parts partial_swap_success / partial_swap_preserved cycle over (partial_swap_all_* uses every class)
@@ -382,24 +383,13 @@ class SyntheticBenchmark:
             report.update(self._protocol(name, parser, se, per_face))
             done.append(name)
             if path is not None:
-                _write_atomically(path, {"key": key, "done": done, "report": report, "standard_errors": se,
-                                         "per_face": per_face, "seconds": self.timings,
-                                         "rng": self.rng.bit_generator.state})
+                write_json({"key": key, "done": done, "report": report, "standard_errors": se,
+                            "per_face": per_face, "seconds": self.timings, "rng": self.rng.bit_generator.state}, path)
         report["standard_errors"] = se
         report["per_face"] = per_face
         report["seconds"] = dict(self.timings)
         return report
 
-
-
-def _write_atomically(path: Path, data: dict) -> None:
-    """JSON (numpy numbers as Python numbers), written then renamed."""
-    from ..data.layout import write_text_atomic
-
-    def plain(x: Any) -> Any:
-        return x.item() if isinstance(x, np.generic) else x.tolist() if isinstance(x, np.ndarray) else str(x)
-
-    write_text_atomic(path, json.dumps(data, default=plain))
 
 
 def _miou_ratio(counts: np.ndarray) -> float:

@@ -34,13 +34,15 @@ def _fmt(v: Any) -> str:
 
 def write_json(data: dict, path: Path) -> None:
     """Indented JSON, with lists of numbers (and lists of those) on one line each, so that the
-    per-face records stay short."""
+    per-face records stay short; written to a temporary file, then renamed."""
+    from ..data.layout import write_text_atomic
+
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(data, indent=2, default=float)
     for _ in range(2):  # numbers, then lists of number lists
         text = re.sub(r"\[\s+((?:[-+0-9.eE,\sNaInfity]|\[[^\[\]\"]*\])+?)\s+\]",
                       lambda m: "[" + " ".join(m.group(1).split()) + "]", text)
-    path.write_text(text + "\n")
+    write_text_atomic(path, text + "\n")
 
 
 def synthetic_markdown(report: dict, command: str) -> str:
