@@ -19,7 +19,9 @@ PY="$VENV/bin/python"
 PIP=("$PY" -m pip --disable-pip-version-check)
 
 if ! "$PY" -c "import torch" >/dev/null 2>&1; then
-    if "${PIP[@]}" install -q --no-index "$TORCH_SPEC" >/dev/null 2>&1; then
+    # the local wheel alone (--no-deps: its dependencies come from the index next)
+    if "${PIP[@]}" install -q --no-index --no-deps "$TORCH_SPEC" >/dev/null 2>&1; then
+        "${PIP[@]}" install -q "$TORCH_SPEC"
         echo "setup: installed $TORCH_SPEC from a local wheel"
     elif command -v nvidia-smi >/dev/null 2>&1; then
         "${PIP[@]}" install -q "$TORCH_SPEC"

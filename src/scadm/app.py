@@ -28,7 +28,8 @@ from PIL import Image
 
 from . import checks
 from .config import SamplingOptions
-from .diffusion.schedule import SAMPLERS
+from .diffusion.inversion import INVERTIBLE
+from .diffusion.schedule import SAMPLERS, normalize_sampler
 
 __all__ = ["APPLICATIONS", "Editor", "build_page", "serve"]
 
@@ -173,11 +174,22 @@ class Editor:
             reference: np.ndarray | None, reference_mask: np.ndarray | None, parts: Sequence[str] | None,
             alpha: float = 0.5, frames: int = 5, n: int = 1, sampler: str | None = None, steps: int | None = None,
             guidance_scale: float | None = None, null_condition: str | None = None, seed: int = 0,
-            progress: bool = True) -> Result:
-        """One application, end to end, on the pipeline (the CLI's functions)."""
+            keep: bool = False, progress: bool = True) -> Result:
+        """One application, end to end, on the pipeline (the CLI's functions).
+
+        `keep` ("keep the rest of the face"): the target face is inverted exactly and the edit
+        regenerates only its edited parts (inversion "exact" with latent blending, solved by the chosen
+        sampler when it can invert, else the model's, else dpm++); noise-based generation ignores it.
+        """
         if application not in APPLICATIONS:
             raise ValueError(f"unknown application {application!r}; choose one of {', '.join(APPLICATIONS)}")
+        inversion = "none"
+        if keep and target is not None and application != "noise-based generation":
+            inversion = "exact"
+            if sampler and normalize_sampler(sampler) not in INVERTIBLE:
+                sampler = None  # a solver that cannot invert: the model's own, else dpm++ (the status names it)
         sampling = SamplingOptions(
+            inversion=inversion, blend=inversion != "none",
             sampler=sampler or None,
             steps=None if steps in (None, 0) else checks.integer(steps, "steps", lo=1, hi=10_000),
             guidance_scale=None if guidance_scale is None else checks.number(guidance_scale, "guidance scale", 0, 1e4),
@@ -250,9 +262,11 @@ class Editor:
         images[0].save(result_file)
         Image.fromarray(self.label_set.colorize(mask).astype(np.uint8)).save(mask_file)
         s = r.info.get("guidance_scale")
+        run = sampling.resolve(self.pipe.cfg.sampling)
+        kept = (f", {sampling.inversion} inversion, the rest of the face kept" if sampling.inversion != "none" else "")
         status = (f"{application}: {len(images)} image(s) of {images[0].width}x{images[0].height}, "
-                  f"{sampling.resolve(self.pipe.cfg.sampling).steps} steps, guidance s = {s:g}, "
-                  f"seed {r.info['seeds'][0]}; {note}")
+                  f"{run.sampler} {run.steps} steps, guidance s = {s:g}, "
+                  f"seed {r.info['seeds'][0]}{kept}; {note}")
         return Result(list(zip(images, captions)), str(result_file), str(mask_file), status)
 
     def _from_mask_alone(self, application: str, mask: np.ndarray, reference: np.ndarray | None,
@@ -320,9 +334,9 @@ def build_page(editor: Editor):
                                              default_size=brush_size))
 
     def run(application, target, target_mask, reference, reference_mask, parts, alpha, frames, n, sampler, steps,
-            guidance_scale, null_condition, seed, progress=gr.Progress(track_tqdm=True)):
+            guidance_scale, null_condition, seed, keep, progress=gr.Progress(track_tqdm=True)):
         r = editor.run(application, target, target_mask, reference, reference_mask, parts, alpha, frames, n,
-                       sampler, steps, guidance_scale, null_condition, seed)
+                       sampler, steps, guidance_scale, null_condition, seed, keep)
         return r.images, r.images[0][0], r.result_file, r.mask_file, r.status
 
     with gr.Blocks(title="scadm: semantic face editing") as page:
@@ -374,6 +388,8 @@ def build_page(editor: Editor):
 
                 null_condition = gr.Dropdown(list(NULL_CONDITIONS), value=None, label="Null condition (empty: the model's)")
                 seed = gr.Number(value=0, precision=0, label="Seed")
+                keep = gr.Checkbox(value=True, label="Keep the rest of the face", elem_id="keep-face",
+                                   info="Invert the target and regenerate only the edited parts (edits of a given face)")
                 go = gr.Button("Run", variant="primary", elem_id="run")
         with gr.Row():
             gallery = gr.Gallery(label="Results", columns=5, height=320, object_fit="contain", elem_id="gallery")
@@ -390,7 +406,7 @@ def build_page(editor: Editor):
         target_upload.upload(guarded(upload_mask), target_upload, target_mask)
         brush_class.change(guarded(brush_for), brush_class, target_mask)
         go.click(guarded(run), [application, target, target_mask, reference, reference_mask, parts, alpha, frames, n,
-                                sampler, steps, guidance_scale, null_condition, seed],
+                                sampler, steps, guidance_scale, null_condition, seed, keep],
                  [gallery, result, result_file, mask_file, status], concurrency_limit=1)
     return page
 

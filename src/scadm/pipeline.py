@@ -45,11 +45,13 @@ from . import checks
 from .conditioning_modes import ConditioningMode
 from .conditions import Conditions
 from .config import SamplingOptions
-from .diffusion import ClassifierFreeGuidance, NoiseSchedule, sample
+from .diffusion import ClassifierFreeGuidance, Inversion, NoiseSchedule, invert, regeneration_kwargs, sample
+from .diffusion.objective import randn
 from .diffusion.sampling import NonFiniteSampleError
 from .labels import LabelSet
 from .models.autoencoder import FirstStage
 from .models.ldm import SemanticLDM
+from .nn.masks import MaskPyramid
 from .photos import Framing, Photo
 
 ImageLike = Union[str, Path, Image.Image, np.ndarray, Tensor]
@@ -71,6 +73,11 @@ def default_model_folder() -> Path:
     return folder
 
 
+#: latent blending's margin: the edited region grows by this many latent pixels (each f image
+#: pixels wide) around the edited parts, so that their edges are regenerated with them
+BLEND_MARGIN = 1
+
+
 # ---------------------------------------------------------------------------
 # Inputs and outputs
 # ---------------------------------------------------------------------------
@@ -80,6 +87,16 @@ class Face:
 
     image: ImageLike | Photo
     mask: MaskLike | None = None
+
+
+@dataclass
+class Source:
+    """A target face for inversion and blending: its image (B, 3, H, W) in [-1, 1], its own
+    conditions (style tokens of its own mask) and the pixels (B, H, W) the edit changes."""
+
+    image: Tensor
+    conditions: Conditions
+    edited: Tensor
 
 
 @dataclass
@@ -416,21 +433,22 @@ class SCADMPipeline:
     @torch.no_grad()
     def generate_from_tokens(self, ids: Tensor, tokens: Tensor | None, options: SamplingOptions | None = None,
                              *, style_image: bool = True, attributes: bool = False,
-                             noise_based: bool = False) -> EditResult:
+                             noise_based: bool = False, source: "Source | None" = None) -> EditResult:
         """Sample images for generation masks `ids` (B, H, W) and style `tokens` (B, N, D)."""
         return self.generate_from_conditions(ids, Conditions(mask=self.one_hot(ids), tokens=tokens), options,
-                                             style_image=style_image, attributes=attributes, noise_based=noise_based)
+                                             style_image=style_image, attributes=attributes, noise_based=noise_based,
+                                             source=source)
 
     @torch.no_grad()
     def generate_from_conditions(self, ids: Tensor, cond: Conditions, options: SamplingOptions | None = None,
                                  *, style_image: bool = True, attributes: bool = False,
-                                 noise_based: bool = False) -> EditResult:
+                                 noise_based: bool = False, source: "Source | None" = None) -> EditResult:
         """Sample images for masks `ids` (B, H, W) and encoded conditions, guided against the null condition.
 
         `style_image` / `attributes`: whether `cond` was encoded from a style image / from attributes
         (when neither, it may be its own null, and guidance is skipped: see
         :meth:`ConditioningMode.is_own_null`); `noise_based`: the null condition defaults to the
-        model's noise-based one.
+        model's noise-based one. `source`: the target face, for ``options.inversion`` / ``blend``.
         """
         o = options or SamplingOptions()
         run = o.resolve(self.cfg.sampling, noise_based=noise_based)
@@ -439,26 +457,34 @@ class SCADMPipeline:
         b = ids.shape[0]
         seeds = o.seeds(b)
         latent = self.cfg.latent_size
+
+        model_fn = self._guided(cond.mask, run.null_condition, s, o.autocast_dtype)
         prepared = self.model.prepare(cond, latent)
-
-        def null(_: Any) -> Any:  # built only when guided (s != 0)
-            return self.model.prepare(self.model.conditioner.null(cond.mask, run.null_condition), latent)
-
-        net, low = self.model.unet, o.autocast_dtype
-        if low is not None:  # autocast for the denoiser alone: guidance and the solver stay in float32
-            def net(x: Tensor, t: Tensor, c: Any, unet: Any = self.model.unet) -> Tensor:
-                with torch.autocast(self.device.type, dtype=low):
-                    return unet(x, t, c).float()
-
-        model_fn = ClassifierFreeGuidance(net, null, s)
-        gens = [torch.Generator(self.device).manual_seed(int(x)) for x in seeds]
+        x_T, keep, offsets, info = None, None, None, {}
         clip = run.clip_x0
-        extra = {"clip_sample": True, "clip_sample_range": float(clip)} if clip and run.sampler in ("ddim", "ddpm") else None
+        extra = regeneration_kwargs(run.sampler) if o.inversion != "none" else {}
+        if clip and run.sampler in ("ddim", "ddpm"):
+            extra = {**extra, "clip_sample": True, "clip_sample_range": float(clip)}
+        if o.inversion != "none":
+            if source is None:
+                raise ValueError(f"inversion {o.inversion!r} inverts a target face; this call has none (noise-based "
+                                 "generation, or a mix from a mask alone): give a face, or inversion 'none'")
+            inv = self.invert(source, o, s, run, scheduler_kwargs=extra).expand(b)
+            x_T, offsets = inv.x_T, inv.offsets
+            info = {"inversion": o.inversion, "inversion_solver": run.sampler, "inversion_evaluations": inv.evaluations,
+                    "blend": bool(o.blend)}
+        gens = [torch.Generator(self.device).manual_seed(int(x)) for x in seeds]
+        if o.inversion != "none" and o.blend:
+            # the edited parts start from the seed's noise, as an edit from noise does (an inverted x_T
+            # carries the target's own colours there); the rest starts from, and follows, the inversion
+            edited = self.blend_region(source.edited, b)
+            noise = randn(tuple(x_T.shape), generator=gens, device=self.device, dtype=x_T.dtype)
+            x_T, keep = torch.lerp(x_T, noise, edited), (edited, inv.trajectory)
         try:
             z = sample(
                 model_fn, (b, self.cfg.latent_channels, *latent), prepared, self.schedule,
-                sampler=run.sampler, steps=run.steps, eta=run.eta,
-                generator=gens, device=self.device, progress=o.progress, scheduler_kwargs=extra,
+                sampler=run.sampler, steps=run.steps, eta=run.eta, x_T=x_T, keep=keep, offsets=offsets,
+                generator=gens, device=self.device, progress=o.progress, scheduler_kwargs=extra or None,
             )
         except NonFiniteSampleError as exc:
             raise NonFiniteSampleError(f"{exc}, guidance s = {s:g} ({run.null_condition} null), clip_x0 {clip}; "
@@ -466,7 +492,52 @@ class SCADMPipeline:
                                        "(DDIM and DDPM)") from None
         x = self.first_stage.decode(z).clamp(-1, 1)
         return EditResult(to_pil(x), x, [m.cpu().numpy().astype(np.uint8) for m in ids],
-                          {"seeds": seeds, "guidance_scale": s, "null_condition": run.null_condition})
+                          {"seeds": seeds, "guidance_scale": s, "null_condition": run.null_condition, **info})
+
+    def _guided(self, mask: Tensor, null_condition: str, s: float, low: Any) -> ClassifierFreeGuidance:
+        """The denoiser guided at scale `s` against the null condition of `mask` (built only when s != 0),
+        in `low` autocast precision (None: float32); guidance and the solver stay in float32."""
+        latent = self.cfg.latent_size
+
+        def null(_: Any) -> Any:
+            return self.model.prepare(self.model.conditioner.null(mask, null_condition), latent)
+
+        net = self.model.unet
+        if low is not None:  # autocast for the denoiser alone
+            def net(x: Tensor, t: Tensor, c: Any, unet: Any = self.model.unet) -> Tensor:
+                with torch.autocast(self.device.type, dtype=low):
+                    return unet(x, t, c).float()
+
+        return ClassifierFreeGuidance(net, null, s)
+
+    # ------------------------------------------------------------------ inversion
+    @torch.no_grad()
+    def invert(self, source: "Source", options: SamplingOptions, s: float, run: Any = None,
+               scheduler_kwargs: dict[str, Any] | None = None) -> Inversion:
+        """The target's first-stage latent, inverted under its own conditions with the run's solver,
+        steps and guidance (the edit's own eps, so that ``exact``'s offsets close the edit's pass)."""
+        run = run or options.resolve(self.cfg.sampling)
+        cond = source.conditions
+        model_fn = self._guided(cond.mask, run.null_condition, s, options.autocast_dtype)
+        z0 = self.first_stage.encode(source.image)
+        return invert(model_fn, z0, self.model.prepare(cond, self.cfg.latent_size), self.schedule,
+                      sampler=run.sampler, steps=run.steps, exact=options.inversion == "exact",
+                      scheduler_kwargs=scheduler_kwargs, progress=options.progress)
+
+    def blend_region(self, edited: Tensor, batch: int) -> Tensor:
+        """The edited pixels (B, H, W) as the latent-size weight latent blending frees, (B, 1, h, w):
+        a latent pixel is free where any edited pixel falls in it (the area resize of the one mask
+        pyramid), grown by BLEND_MARGIN latent pixels so that a part's edge is regenerated with it."""
+        region = MaskPyramid(edited.float()[:, None], "area").at(self.cfg.latent_size) > 0
+        if BLEND_MARGIN:
+            k = 2 * BLEND_MARGIN + 1
+            region = F.max_pool2d(region.float(), k, stride=1, padding=BLEND_MARGIN) > 0
+        region = region.float()
+        return region.expand(batch, -1, -1, -1) if region.shape[0] == 1 else region
+
+    def source(self, x: Tensor, ids: Tensor, tokens: Tensor, edited: Tensor) -> "Source":
+        """A target face for inversion: its image, its own conditions and the pixels the edit changes."""
+        return Source(x, Conditions(mask=self.one_hot(ids), tokens=tokens), edited.bool())
 
     # ------------------------------------------------------------------ attributes
     @property
@@ -535,7 +606,9 @@ class SCADMPipeline:
         self._need_style("reconstruct")
         x, ids, photos = self._batch(image, mask)
         tokens = self.with_attributes(self.style_tokens(x, ids), self.attribute_vector(attributes, ids.shape[0]))
-        return self.generate_from_tokens(ids, tokens, _sampling(sampling, overrides)).with_photos(photos, [None])
+        opts = _sampling(sampling, overrides)
+        source = self._source(opts, x, ids, tokens, torch.zeros_like(ids, dtype=torch.bool))
+        return self.generate_from_tokens(ids, tokens, opts, source=source).with_photos(photos, [None])
 
     def swap(self, target: Face | tuple | Sequence, reference: Face | tuple | Sequence,
              parts: Iterable[str | int] | str | None = None, attributes: Any = None,
@@ -547,9 +620,12 @@ class SCADMPipeline:
         self._need_style("swap")
         (tx, tids, photos), (rx, rids, _) = self._faces(target), self._faces(reference)
         classes = self.parts(parts)
-        tokens = swap_tokens(self.style_tokens(tx, tids), self.style_tokens(rx, rids), classes, self.token_classes)
-        tokens = self.with_attributes(tokens, self.attribute_vector(attributes, tids.shape[0]))
-        result = self.generate_from_tokens(tids, tokens, _sampling(sampling, overrides))
+        attrs = self.attribute_vector(attributes, tids.shape[0])
+        own = self.style_tokens(tx, tids)
+        tokens = self.with_attributes(swap_tokens(own, self.style_tokens(rx, rids), classes, self.token_classes), attrs)
+        opts = _sampling(sampling, overrides)
+        source = self._source(opts, tx, tids, self.with_attributes(own, attrs), _part_pixels(tids, classes))
+        result = self.generate_from_tokens(tids, tokens, opts, source=source)
         result.info["parts"] = classes
         return result.with_photos(photos, classes if _per_image(classes) else [classes])
 
@@ -572,7 +648,10 @@ class SCADMPipeline:
         opts = _sampling(sampling, overrides)
         base = opts.seed if isinstance(opts.seed, int) else opts.seed[0]
         opts = dataclasses.replace(opts, seed=[base] * len(alphas))
-        result = self.generate_from_tokens(tids.expand(len(alphas), -1, -1), tokens, opts)
+        # one target, inverted once: every alpha starts from its x_T (and follows its trajectory)
+        source = self._source(opts, tx, tids, self.with_attributes(t_tok, self.attribute_vector(attributes, 1)),
+                              _part_pixels(tids, classes))
+        result = self.generate_from_tokens(tids.expand(len(alphas), -1, -1), tokens, opts, source=source)
         result.info.update(alphas=list(map(float, alphas)), parts=classes)
         return result.with_photos(photos, [classes])
 
@@ -611,16 +690,29 @@ class SCADMPipeline:
         (``Face(image)``, ``pipe.photo``), only the named parts are pasted back into it.
         """
         self._need_style("mix")
-        ids, photo = self.generation_mask(mask)
+        tx = None
+        if isinstance(mask, (Face, Photo)) or (isinstance(mask, (list, tuple)) and mask
+                                               and isinstance(mask[0], (Face, Photo))):
+            tx, ids, photos = self._faces(mask)  # faces: their images can be inverted
+        else:
+            ids, photo = self.generation_mask(mask)
+            photos = [photo]
         rx, rids, _ = self._faces(reference)
-        ids = ids.expand(n, -1, -1) if ids.shape[0] == 1 else ids
+        if ids.shape[0] == 1:
+            ids = ids.expand(n, -1, -1)
+            tx = None if tx is None else tx.expand(n, -1, -1, -1)
         empty = self.style_tokens(None, ids)
         ref = self.style_tokens(rx, rids).expand(ids.shape[0], -1, -1)
         classes = self.parts(parts)
-        tokens = swap_tokens(empty, ref, classes, self.token_classes)
-        tokens = self.with_attributes(tokens, self.attribute_vector(attributes, ids.shape[0]))
-        result = self.generate_from_tokens(ids, tokens, _sampling(sampling, overrides))
-        return result.with_photos([photo], classes if _per_image(classes) else [classes])
+        attrs = self.attribute_vector(attributes, ids.shape[0])
+        tokens = self.with_attributes(swap_tokens(empty, ref, classes, self.token_classes), attrs)
+        opts = _sampling(sampling, overrides)
+        source = None
+        if tx is not None:
+            source = self._source(opts, tx, ids, self.with_attributes(self.style_tokens(tx, ids), attrs),
+                                  _part_pixels(ids, classes))
+        result = self.generate_from_tokens(ids, tokens, opts, source=source)
+        return result.with_photos(photos, classes if _per_image(classes) else [classes])
 
     def edit_mask(self, image: ImageLike | Photo, mask: MaskLike | None = None, new_mask: MaskLike | None = None,
                   attributes: Any = None, sampling: SamplingOptions | None = None, **overrides: Any) -> EditResult:
@@ -638,7 +730,9 @@ class SCADMPipeline:
         else:
             new_ids = self.load_mask(new_mask)
         tokens = self.with_attributes(self.style_tokens(x, ids), self.attribute_vector(attributes, 1))
-        return self.generate_from_tokens(new_ids, tokens, _sampling(sampling, overrides)).with_photos([photo], [None])
+        opts = _sampling(sampling, overrides)
+        source = self._source(opts, x, ids, tokens, ids != new_ids)  # edited: where the class changed
+        return self.generate_from_tokens(new_ids, tokens, opts, source=source).with_photos([photo], [None])
 
     def swap_mask_parts(self, mask: MaskLike | None, donor: MaskLike, parts: Iterable[str | int] | str,
                         image: ImageLike | Photo | None = None, n: int = 1, attributes: Any = None,
@@ -659,12 +753,16 @@ class SCADMPipeline:
         if image is not None:
             self._need_style("swap_mask_parts with an image")
             tokens = self.with_attributes(self.style_tokens(x, ids), self.attribute_vector(attributes, 1))
-            result = self.generate_from_tokens(mixed.expand(n, -1, -1), tokens.expand(n, -1, -1),
-                                               _sampling(sampling, overrides))
+            opts = _sampling(sampling, overrides)
+            source = self._source(opts, x, ids, tokens, ids != mixed)
+            result = self.generate_from_tokens(mixed.expand(n, -1, -1), tokens.expand(n, -1, -1), opts, source=source)
         else:
             result = self.generate(mixed, n=n, attributes=attributes, sampling=_sampling(sampling, overrides))
         result.info["mixed_mask"] = mixed[0].cpu().numpy().astype(np.uint8)
         return result.with_photos([photo], [None])
+
+    def _source(self, opts: SamplingOptions, x: Tensor, ids: Tensor, tokens: Tensor, edited: Tensor) -> "Source | None":
+        return None if opts.inversion == "none" else self.source(x, ids, tokens, edited)
 
     # ------------------------------------------------------------------ batching helpers
     def _batch(self, images: Any, masks: Any) -> tuple[Tensor, Tensor, list[Photo | None]]:
@@ -686,6 +784,16 @@ class SCADMPipeline:
         else:
             items = [self._face(f) for f in faces]
         return torch.cat([i[0] for i in items]), torch.cat([i[1] for i in items]), [i[2] for i in items]
+
+
+def _part_pixels(ids: Tensor, classes: Any) -> Tensor:
+    """(B, H, W) bool: the pixels of the edited parts (None = every part; one list per image allowed)."""
+    if classes is None:
+        return torch.ones_like(ids, dtype=torch.bool)
+    rows = classes if _per_image(classes) else [classes] * ids.shape[0]
+    if len(rows) != ids.shape[0]:
+        raise ValueError(f"got parts for {len(rows)} images, expected {ids.shape[0]}")
+    return torch.stack([torch.isin(m, torch.as_tensor(list(c), dtype=m.dtype, device=m.device)) for m, c in zip(ids, rows)])
 
 
 def _mask_array(mask: Any, label_set: LabelSet) -> np.ndarray:

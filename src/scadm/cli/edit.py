@@ -195,7 +195,7 @@ def photo_options(fn):
 
 # --------------------------------------------------------------------------- commands
 @edit_app.command("reconstruct")
-@shared_options()
+@shared_options(inversion=True)
 @photo_options
 def reconstruct(
     image: Path = _face("--image", "Face image or photo."),
@@ -219,7 +219,7 @@ def _pair(face):
 
 
 @edit_app.command("swap")
-@shared_options()
+@shared_options(inversion=True)
 @photo_options
 def swap(
     target: Path = _face("--target", "Target face image or photo (its mask shapes the result)."),
@@ -244,7 +244,7 @@ def swap(
 
 
 @edit_app.command("interpolate")
-@shared_options()
+@shared_options(inversion=True)
 @photo_options
 def interpolate(
     target: Path = _face("--target", "Target face image or photo (alpha 0)."),
@@ -307,7 +307,7 @@ def generate(
 
 
 @edit_app.command("mix")
-@shared_options()
+@shared_options(inversion=True)
 @photo_options
 def mix(
     mask: Optional[Path] = _mask("--mask", "The mask to generate with (or --image's)"),
@@ -333,7 +333,7 @@ def mix(
 
 
 @edit_app.command("edit-mask")
-@shared_options()
+@shared_options(inversion=True)
 @photo_options
 def edit_mask(
     image: Path = _face("--image", "Face image or photo (its styles are kept)."),
@@ -354,7 +354,7 @@ def edit_mask(
 
 
 @edit_app.command("swap-mask-parts")
-@shared_options()
+@shared_options(inversion=True)
 @photo_options
 def swap_mask_parts(
     mask: Optional[Path] = _mask("--mask", "Mask A (or --image's)"),

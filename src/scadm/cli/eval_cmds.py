@@ -11,9 +11,9 @@ from typing import Optional
 import typer
 
 from .. import checks
-from .common import console
-from .options import (DeviceOpt, InDir, InFileOrDir, Integer, ModelOpt, OutDir, OutFile, StepsOpt, checked,
-                      sampler_name)
+from .common import UserError, console
+from .options import (BlendOpt, DeviceOpt, InDir, InFileOrDir, Integer, InversionOpt, ModelOpt, OutDir, OutFile,
+                      StepsOpt, checked, sampler_name)
 
 
 def _step_list(value: str, name: str) -> list[int]:
@@ -77,6 +77,10 @@ def synthetic(
     steps: Optional[int] = StepsOpt,
     seed: int = SeedOpt,
     batch_size: int = Integer(16, "--batch-size", help="Faces per sampling batch.", lo=1, hi=4096),
+    inversion: str = InversionOpt,
+    blend: bool = BlendOpt,
+    lpips_vgg: Optional[Path] = LpipsVggOpt,
+    lpips_lin: Optional[Path] = LpipsLinOpt,
     json_out: Optional[Path] = JsonOpt,
     report_dir: Optional[Path] = OutDir(None, "--report-dir", help="Also write report.json, report.md and per_part.png here."),
     device: Optional[str] = DeviceOpt,
@@ -97,7 +101,17 @@ def synthetic(
     parser_net = load_parser(parser_path).to(pipe.device).eval() if parser_path else None
     if parser_net is None:
         console.print("[yellow]no parser given and none ships with the model: noise_miou_ratio is skipped[/]")
-    run, noise_run = (SamplingOptions(sampler=sampler, steps=steps).resolve(pipe.cfg.sampling, noise_based=nb) for nb in (False, True))
+    options = SamplingOptions(sampler=sampler, steps=steps, inversion=inversion, blend=blend)
+    try:
+        run = options.resolve(pipe.cfg.sampling)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    noise_run = SamplingOptions(sampler=sampler, steps=steps).resolve(pipe.cfg.sampling, noise_based=True)
+    lpips = None
+    if lpips_vgg or lpips_lin:
+        from ..eval.lpips import LPIPS
+
+        lpips = LPIPS(lpips_vgg, lpips_lin).to(pipe.device).eval()
     # a stopped run resumes from here (written after each protocol, deleted once the report is written)
     checkpoint = Path(json_out).with_suffix(".partial.json") if json_out else (
         Path(report_dir) / "partial.json" if report_dir else None)
@@ -107,7 +121,7 @@ def synthetic(
         console.print(f"resuming the stopped run in {_shown(checkpoint)}")
     with Progress(console=console, transient=True) as prog:
         task = prog.add_task("synthetic benchmark", total=None)
-        bench = SyntheticBenchmark(pipe, n=n, seed=seed, batch_size=batch_size, sampling=SamplingOptions(sampler=sampler, steps=steps),
+        bench = SyntheticBenchmark(pipe, n=n, seed=seed, batch_size=batch_size, sampling=options, lpips=lpips,
                                    progress=lambda what, k: prog.update(task, description=f"{what}: {k}/{n}"))
         report = bench.run(parser=parser_net, checkpoint=checkpoint, identity=identity)
     nulls = f"{run.null_condition} null condition"
@@ -116,9 +130,14 @@ def synthetic(
     spacing = pipe.schedule.spacing(run.sampler)
     report["sampling_desc"] = (f"{run.sampler} ({spacing} spacing), {run.steps} steps, eta {run.eta}, "
                                f"guidance s = {run.guidance_scale} ({nulls})")
+    if inversion != "none":
+        report["sampling_desc"] += (f"; faces inverted ({inversion}, {run.sampler}, with the edit's guided eps; "
+                                    "noise-based samples from noise)"
+                                    + (", latent blending outside the edited parts" if blend else ""))
     report["command"] = _command()
     report["parser"] = _shown(parser_path) if parser_path else None
-    summary = {k: v for k, v in report.items() if k.endswith(("_success", "_preserved", "_monotonic", "_ratio"))}
+    summary = {k: v for k, v in report.items()
+               if k.endswith(("_success", "_preserved", "_monotonic", "_ratio", "_psnr", "_ssim", "_lpips", "_drift"))}
     console.print_json(json.dumps(summary, default=float))
     if json_out:
         write_json(report, Path(json_out))

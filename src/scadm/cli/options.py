@@ -19,6 +19,7 @@ import typer
 
 from .. import checks
 from ..config import PRECISIONS
+from ..diffusion.inversion import INVERSIONS
 from .common import UserError
 
 
@@ -128,6 +129,11 @@ ModelOpt = typer.Option(None, "--model", "-m", help="Model folder (default: the 
 DeviceOpt = typer.Option(None, "--device", help="cpu, cuda, cuda:N or mps (default: cuda when available).",
                          callback=checked(checks.device))
 StepsOpt = Integer(None, "--steps", help="Sampling steps (default: the model's).", lo=1, hi=10_000)
+InversionOpt = Choice("none", "--inversion", help="Edits of a given face: none (sample from noise), ddim (DDIM "
+                      "inversion) or exact (the solver's inversion plus per-step offsets: the target's own "
+                      "conditions give back its latent).", options=INVERSIONS)
+BlendOpt = typer.Option(False, "--blend/--no-blend", help="Keep the rest of the face: outside the edited parts the "
+                        "latent follows the inverted one (needs --inversion).")
 OutOpt = typer.Option(..., "--out", "-o", help="Output PNG (result; more images get _1, _2 ...) or a folder.",
                       callback=checked(_out_png_or_folder))
 
@@ -157,19 +163,26 @@ _SAMPLING_OPTIONS = (
     _Shared("precision", str, Choice("fp32", "--precision", help="The denoiser's arithmetic: fp32, or bf16 / fp16 autocast (for GPUs).",
                                      options=PRECISIONS)),
 )
+#: the options of the commands that edit a given face (a target image to invert)
+_INVERSION_OPTIONS = (
+    _Shared("inversion", str, InversionOpt),
+    _Shared("blend", bool, BlendOpt),
+)
 _ATTRIBUTE_OPTIONS = (
     _Shared("set_", Optional[str], typer.Option(None, "--set", help="Attributes for models that take them, e.g. Eyeglasses=1,Smiling=0.")),
 )
 
 
-def shared_options(attributes: bool = True) -> Callable:
-    """Give a command the shared model and sampling options (and ``--set`` when `attributes`).
+def shared_options(attributes: bool = True, inversion: bool = False) -> Callable:
+    """Give a command the shared model and sampling options (``--set`` when `attributes`;
+    ``--inversion`` and ``--blend`` when `inversion`: commands that edit a given face).
 
     The command function declares only its own options plus the keyword parameters ``model``,
     ``device``, ``sampling`` (a :class:`~scadm.config.SamplingOptions`, the one form the settings
     take down to the sampler) and, with `attributes`, ``attributes`` (the parsed ``--set``).
     """
-    shared = (*_MODEL_OPTIONS, *_SAMPLING_OPTIONS, *(_ATTRIBUTE_OPTIONS if attributes else ()))
+    sampling_options = (*_SAMPLING_OPTIONS, *(_INVERSION_OPTIONS if inversion else ()))
+    shared = (*_MODEL_OPTIONS, *sampling_options, *(_ATTRIBUTE_OPTIONS if attributes else ()))
 
     def decorate(fn: Callable) -> Callable:
         own = [p for p in inspect.signature(fn).parameters.values()
@@ -179,10 +192,14 @@ def shared_options(attributes: bool = True) -> Callable:
 
         @functools.wraps(fn)
         def command(**kwargs: Any) -> Any:
-            from ..config import SamplingOptions
+            from ..config import SamplingConfig, SamplingOptions
 
             values = {o.name: kwargs.pop(o.name) for o in shared}
-            sampling = SamplingOptions(**{o.name: values[o.name] for o in _SAMPLING_OPTIONS}, progress=True)
+            sampling = SamplingOptions(**{o.name: values[o.name] for o in sampling_options}, progress=True)
+            try:
+                sampling.resolve(SamplingConfig())  # sampler / inversion / blend that cannot go together stop here
+            except ValueError as exc:
+                raise UserError(str(exc)) from None
             extra = {"attributes": parse_attributes(values["set_"])} if attributes else {}
             return fn(**kwargs, model=values["model"], device=values["device"], sampling=sampling, **extra)
 

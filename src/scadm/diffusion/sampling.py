@@ -8,7 +8,7 @@ on the batch it was sampled in.
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -57,6 +57,24 @@ class NonFiniteSampleError(ValueError):
     """The reverse process produced nan or inf; the message names the step and the sampler settings."""
 
 
+def scheduler_step(scheduler: Any, eps: Tensor, t: Tensor | int, x: Tensor, *, eta: float = 0.0,
+                   generator: Generator = None) -> Tensor:
+    """One step of a diffusers scheduler from `x` at timestep `t` with the model output `eps`
+    (the one place that knows each scheduler's step signature); the result in `x`'s dtype."""
+    from diffusers import DDIMScheduler, DDPMScheduler
+
+    if isinstance(scheduler, DDIMScheduler):
+        noise = randn(tuple(x.shape), generator=generator, device=x.device, dtype=x.dtype) if eta > 0 else None
+        out = scheduler.step(eps, int(t), x, eta=float(eta), variance_noise=noise).prev_sample
+    elif isinstance(scheduler, DDPMScheduler):
+        # diffusers draws the ancestral noise with randn_tensor, which draws row i from
+        # generator i when given a list (checked by tests/test_diffusion.py).
+        out = scheduler.step(eps, int(t), x, generator=generator).prev_sample
+    else:
+        out = scheduler.step(eps, t, x).prev_sample
+    return out.to(x.dtype)
+
+
 @torch.no_grad()
 def sample(
     model_fn: ModelFn,
@@ -74,6 +92,8 @@ def sample(
     progress: bool = False,
     callback: Callable[[int, int, Tensor], Any] | None = None,
     scheduler_kwargs: dict[str, Any] | None = None,
+    keep: tuple[Tensor, Sequence[Tensor]] | None = None,
+    offsets: Sequence[Tensor] | None = None,
 ) -> Tensor:
     """Run the reverse process and return x_0 (the final latent), shape ``shape``.
 
@@ -86,6 +106,11 @@ def sample(
     x_T: optional start noise (otherwise drawn from ``generator``).
     callback(i, t, x): called after step i (which denoised from timestep t) with the new latent.
     scheduler_kwargs: optional overrides of the diffusers scheduler settings.
+    offsets: added to the sample after step i (``offsets[i]``): an exact inversion's record
+    (:mod:`scadm.diffusion.inversion`), which makes the pass return the inverted latent.
+    keep: latent blending, (edited, trajectory): after step i (and its offset) the sample becomes
+    ``edited * x + (1 - edited) * trajectory[i + 1]``, so outside the edited region (a (B, 1, h, w)
+    weight, 1 = edited) it follows a given trajectory (an inversion's, :mod:`scadm.diffusion.inversion`).
     """
     name = normalize_sampler(sampler)
     shape = tuple(int(s) for s in shape)
@@ -115,6 +140,10 @@ def sample(
         it = tqdm(timesteps, desc=f"{name} sampling", total=len(timesteps))
 
     B = shape[0]
+    if keep is not None and len(keep[1]) != len(timesteps) + 1:
+        raise ValueError(f"keep: a trajectory of {len(keep[1])} latents for {len(timesteps)} steps (give steps + 1)")
+    if offsets is not None and len(offsets) != len(timesteps):
+        raise ValueError(f"offsets: {len(offsets)} for {len(timesteps)} steps (give one per step)")
     for i, t in enumerate(it):
         t_int = int(t)
         t_batch = torch.full((B,), t_int, dtype=torch.long, device=device)
@@ -122,17 +151,12 @@ def sample(
         eps = model_fn(model_in, t_batch, cond)
         if tuple(eps.shape) != shape:
             raise ValueError(f"model output shape {tuple(eps.shape)} != sample shape {shape}")
-        eps = eps.to(dtype)
-        if name == "ddim":
-            noise = randn(shape, generator=generator, device=device, dtype=dtype) if eta > 0 else None
-            x = scheduler.step(eps, t_int, x, eta=float(eta), variance_noise=noise).prev_sample
-        elif name == "ddpm":
-            # diffusers draws the ancestral noise with randn_tensor, which draws row i from
-            # generator i when given a list (checked by tests/test_diffusion.py).
-            x = scheduler.step(eps, t_int, x, generator=generator).prev_sample
-        else:
-            x = scheduler.step(eps, t, x).prev_sample
-        x = x.to(dtype)
+        x = scheduler_step(scheduler, eps.to(dtype), t, x, eta=eta, generator=generator)
+        if offsets is not None:
+            x = x + offsets[i].to(device=device, dtype=dtype)
+        if keep is not None:
+            edited, trajectory = keep
+            x = torch.lerp(trajectory[i + 1].to(device=device, dtype=dtype), x, edited)
         if not torch.isfinite(x).all():
             raise NonFiniteSampleError(
                 f"sampling produced non-finite latents at step {i + 1} of {len(timesteps)} (t = {t_int}; "

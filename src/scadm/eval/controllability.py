@@ -26,6 +26,19 @@ interpolation_monotonic  alphas 0, .25, .5, .75, 1 on one swapped part (first 10
                          than 10 % of the line (parts whose two colours differ by >= 40)
 noise_miou_ratio         parser mIoU of noise-based samples / parser mIoU of real test faces
 
+Fidelity, beside the rates (means over faces, with standard errors):
+
+reconstruction_psnr / _ssim / _lpips   the reconstructions against the input crops (PSNR in dB,
+                         SSIM: torchmetrics' Gaussian 11x11; LPIPS only when its weights are given)
+first_stage_psnr / _ssim the first stage's encode-decode of the same crops: the ceiling of any
+                         edit that keeps a face (the latent diffusion cannot give back more)
+unedited_drift           in the partial swap, the mean absolute change (0..255, over RGB) of the
+                         pixels outside the swapped part's dilated region (the region latent
+                         blending frees: the part's latent pixels grown by the blend margin),
+                         against the target crop, before any paste-back
+first_stage_drift        the same measure for the first stage's encode-decode of the target on
+                         the same pixels: the floor (what blending onto an exact inversion gives)
+
 Chance is 0.5 for the success rates. A model that ignores the style scores about 0.5 on
 reconstruction and mixing, about 0 on swaps (it keeps the target's colours) and about 1 on
 "preserved"; a perfect one scores 1 everywhere.
@@ -133,7 +146,7 @@ class SyntheticBenchmark:
 
     def __init__(self, pipe: Any, n: int = 200, seed: int = 0, size: tuple[int, int] | None = None,
                  batch_size: int = 16, sampling: SamplingOptions | None = None, progress: Callable[[str, int], None] | None = None,
-                 face_seed: int = 0) -> None:
+                 face_seed: int = 0, lpips: Any = None) -> None:
         from ..data.synthetic import render_face, synthetic_split_ids
 
         self.pipe, self.n, self.seed, self.batch_size = pipe, n, seed, batch_size
@@ -145,6 +158,8 @@ class SyntheticBenchmark:
         self.progress = progress or (lambda what, k: None)
         self.rng = np.random.default_rng(seed)
         self.timings: dict[str, float] = {}
+        self.lpips = lpips  # an LPIPS module (scadm.eval.lpips) for reconstruction_lpips, or None
+        self._first_stage_cache: list[np.ndarray] | None = None
 
     # -------------------------------------------------------------- helpers
     def _other(self, i: int, c: int) -> np.ndarray:
@@ -172,6 +187,58 @@ class SyntheticBenchmark:
         f = self.faces[i]
         return (f.image, f.label)
 
+    @property
+    def _inverting(self) -> bool:
+        return getattr(self.sampling, "inversion", "none") != "none"
+
+    def _fidelity(self, gens: Sequence[np.ndarray], prefix: str, lpips: bool = True) -> dict[str, list[float]]:
+        """Per-face PSNR, SSIM (and LPIPS) of uint8 images against the input crops."""
+        from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+        out: dict[str, list[float]] = {f"{prefix}_psnr": [], f"{prefix}_ssim": []}
+        if lpips and self.lpips is not None:
+            out[f"{prefix}_lpips"] = []
+        for lo in range(0, len(gens), 32):
+            g = torch.from_numpy(np.stack(gens[lo:lo + 32])).permute(0, 3, 1, 2).float() / 255
+            r = torch.from_numpy(np.stack([self.faces[i].image for i in range(lo, lo + len(g))])).permute(0, 3, 1, 2).float() / 255
+            out[f"{prefix}_psnr"] += peak_signal_noise_ratio(g, r, data_range=1.0, reduction="none", dim=(1, 2, 3)).tolist()
+            out[f"{prefix}_ssim"] += structural_similarity_index_measure(g, r, data_range=1.0, reduction="none").tolist()
+            if f"{prefix}_lpips" in out:
+                with torch.no_grad():
+                    d = self.lpips(g * 2 - 1, r * 2 - 1)
+                out[f"{prefix}_lpips"] += d.reshape(-1).tolist()
+        return out
+
+    def _first_stage_images(self) -> list[np.ndarray] | None:
+        """The first stage's encode-decode of the n input crops, uint8 (None: a pipeline without one); computed once."""
+        fs = getattr(self.pipe, "first_stage", None)
+        if fs is None:
+            return None
+        if self._first_stage_cache is None:
+            def run(b: list[int]) -> list[np.ndarray]:
+                x = torch.cat([self.pipe.load_image(self.faces[i].image) for i in b])
+                with torch.no_grad():
+                    y = fs.decode(fs.encode(x)).clamp(-1, 1)
+                return list(((y + 1) * 127.5).round().clamp(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy())
+
+            self._first_stage_cache = self._batches(list(range(self.n)), run, "first stage")
+        return self._first_stage_cache
+
+    def first_stage(self) -> dict[str, list[float]]:
+        """PSNR and SSIM of the first stage's encode-decode of the n input crops (the ceiling)."""
+        images = self._first_stage_images()
+        return {} if images is None else self._fidelity(images, "first_stage", lpips=False)
+
+    def _kept(self, label: np.ndarray, part: int) -> np.ndarray:
+        """(H, W) bool: the pixels outside the part's dilated region (the pipeline's blend region)."""
+        edited = label == part
+        region = getattr(self.pipe, "blend_region", None)
+        if region is None:
+            return ~edited
+        r = region(torch.from_numpy(edited)[None], 1).cpu()
+        r = torch.nn.functional.interpolate(r, size=label.shape, mode="nearest")[0, 0] > 0
+        return ~r.numpy()
+
     # -------------------------------------------------------------- protocols
     def reconstruction(self) -> Tally:
         idx = list(range(self.n))
@@ -185,6 +252,7 @@ class SyntheticBenchmark:
             for c, col in self.colors[i].items():
                 if c in means:
                     tally.add(c, closer(means[c], col, self._other(i, c)), i)
+        self.reconstruction_fidelity = self._fidelity(gens, "reconstruction")
         return tally
 
     def total_swap(self) -> Tally:
@@ -222,9 +290,20 @@ class SyntheticBenchmark:
             [self._face(i) for i in b], [self._face(i + 1) for i in b], [[parts[i]] for i in b],
             sampling=self.sampling, seed=self.seed + b[0])), "partial swap" + (" (all)" if among is None else ""))
         swapped, preserved = Tally(), Tally()
+        ceiling = self._first_stage_images() if among is not None else None
+        self.drift = {"unedited_drift": [], **({"first_stage_drift": []} if ceiling is not None else {})}
+
+        def drift(image: np.ndarray, i: int, kept: np.ndarray) -> float:
+            d = np.abs(image.astype(np.float64) - self.faces[i].image.astype(np.float64))[kept]
+            return float(d.mean()) if d.size else math.nan
+
         for i, g in zip(idx, gens):
             means = region_means(g, self.faces[i].label)
             p = parts[i]
+            kept = self._kept(self.faces[i].label, p)
+            self.drift["unedited_drift"].append(drift(g, i, kept))
+            if ceiling is not None:
+                self.drift["first_stage_drift"].append(drift(ceiling[i], i, kept))
             if p in means:
                 swapped.add(p, closer(means[p], self.colors[i + 1][p], self.colors[i][p]), i)
             for c in self.colors[i]:
@@ -236,8 +315,15 @@ class SyntheticBenchmark:
         idx = list(range(self.n))
         parts = [CELEBAMASK_HQ.index(p) for p in MIX_PARTS]
 
+        def targets(b: list[int]) -> Any:  # faces when inverting (their images are inverted), else masks
+            if self._inverting:
+                from ..pipeline import Face
+
+                return [Face(self.faces[i].image, self.faces[i].label) for i in b]
+            return np.stack([self.faces[i].label for i in b])
+
         gens = self._batches(idx, lambda b: self._arrays(self.pipe.mix(
-            np.stack([self.faces[i].label for i in b]), [self._face(i + 1) for i in b], list(MIX_PARTS),
+            targets(b), [self._face(i + 1) for i in b], list(MIX_PARTS),
             sampling=self.sampling, seed=self.seed + b[0])), "mixed")
         tally = Tally()
         for i, g in zip(idx, gens):
@@ -279,8 +365,10 @@ class SyntheticBenchmark:
         from .metrics import ConfusionMatrix
 
         idx = list(range(self.n))
+        # noise-based samples have no face to invert: they are drawn from noise whatever the inversion
+        noise = dataclasses.replace(self.sampling, inversion="none", blend=False) if self._inverting else self.sampling
         gens = self._batches(idx, lambda b: self._arrays(self.pipe.generate(
-            np.stack([self.faces[i].label for i in b]), n=len(b), sampling=self.sampling,
+            np.stack([self.faces[i].label for i in b]), n=len(b), sampling=noise,
             seed=self.seed + b[0])), "noise-based")
         k = CELEBAMASK_HQ.num_classes
         fake, real = ConfusionMatrix(k), ConfusionMatrix(k)
@@ -315,9 +403,20 @@ class SyntheticBenchmark:
             per_face[key] = [[int(face), int(h), int(n)] for face, (h, n) in sorted(t.per_face.items())]
             return t.rate
 
+        def means(values: dict[str, list[float]]) -> dict[str, float]:
+            out = {}
+            for key, v in values.items():
+                a = np.asarray(v, dtype=np.float64)
+                a = a[np.isfinite(a)]
+                out[key] = float(a.mean()) if a.size else math.nan
+                se[key] = float(a.std(ddof=1) / math.sqrt(a.size)) if a.size > 1 else math.nan
+                per_face[key] = [float(x) for x in v]
+            return out
+
         if name == "reconstruction":
             t = self.reconstruction()
-            return dict(reconstruction_success=rate("reconstruction_success", t), reconstruction_per_part=t.breakdown())
+            return dict(reconstruction_success=rate("reconstruction_success", t), reconstruction_per_part=t.breakdown(),
+                        **means(self.reconstruction_fidelity), **means(self.first_stage()))
         if name == "total_swap":
             t = self.total_swap()
             return dict(total_swap_success=rate("total_swap_success", t), total_swap_per_part=t.breakdown())
@@ -325,7 +424,7 @@ class SyntheticBenchmark:
             s, p = self.partial_swap()
             return dict(partial_swap_success=rate("partial_swap_success", s), partial_swap_per_part=s.breakdown(),
                         partial_swap_preserved=rate("partial_swap_preserved", p),
-                        partial_swap_preserved_per_part=p.breakdown())
+                        partial_swap_preserved_per_part=p.breakdown(), **means(self.drift))
         if name == "partial_swap_all":
             s, p = self.partial_swap(among=None)
             return dict(partial_swap_all_success=rate("partial_swap_all_success", s),

@@ -22,6 +22,9 @@ THRESHOLDS = {
 RATES = ("reconstruction_success", "total_swap_success", "partial_swap_success", "partial_swap_preserved",
          "partial_swap_all_success", "partial_swap_all_preserved", "mixed_success", "interpolation_monotonic",
          "noise_miou_ratio")
+#: fidelity means beside the rates (PSNR dB, SSIM, LPIPS, drift in 0..255): the ceiling next to what edits give
+FIDELITY = ("reconstruction_psnr", "reconstruction_ssim", "reconstruction_lpips", "first_stage_psnr", "first_stage_ssim",
+            "unedited_drift", "first_stage_drift")
 SHORT_NAMES = dict(zip(RATES, ("recon", "total", "partial", "preserved", "all", "all kept", "mixed", "interp",
                                "noise ratio")))
 
@@ -63,11 +66,11 @@ def synthetic_markdown(report: dict, command: str) -> str:
         "| --- | --- | --- | --- |",
     ]
     errors = report.get("standard_errors", {})
-    for key in (*RATES, "noise_miou", "real_miou"):
+    for key in (*RATES, "noise_miou", "real_miou", *FIDELITY):
         if key in report:
             target = THRESHOLDS.get(key)
             mark = "" if target is None else (f">= {target}" + (" (met)" if report[key] >= target else " (NOT met)"))
-            se = f"{errors[key]:.3f}" if key in errors else ""
+            se = f"{errors[key]:.3f}" if isinstance(errors.get(key), float) and not math.isnan(errors[key]) else ""
             lines.append(f"| {key} | {_fmt(report[key])} | {se} | {mark} |")
     for name in ("partial_swap_per_part", "partial_swap_preserved_per_part", "partial_swap_all_per_part",
                  "reconstruction_per_part"):
