@@ -2,13 +2,19 @@
 
     python benchmarks/inversion_cost.py [--threads 2] [--repeats 3] [--paper-steps 9,200]
 
-An edit with ``--inversion`` runs, beside the edit from noise, one encode of the target (shared
-with nothing else: the style encoder takes pixels) and the inversion's denoiser evaluations: one
-guided evaluation per step, as many as the generation's, so the sampling part of the cost doubles.
+Denoiser evaluations of one edit with `steps` sampling steps (each guided evaluation is one
+doubled batch, the conditional and the null prediction together):
 
-- bundled: a partial swap on the bundled model, each stage timed on its own (encode, style tokens,
-  inversion, sampling, decode) with the model's own sampler and steps, and the whole call with and
-  without ``inversion="dpm++", blend=True``;
+    --inversion none    steps                      (the edit from noise)
+    --inversion ddim    steps + steps              (inversion, then the edit)
+    --inversion exact   steps + steps + steps      (inversion, the offsets' record, the edit)
+
+plus one first-stage encode of the target (the style encoder takes pixels, so nothing shares it).
+Blending costs no evaluation. One target is inverted once for every image of a call (the alphas
+of an interpolation, the n images of a mix), so there the inversion's share shrinks with n.
+
+- bundled: a partial swap on the bundled model, each stage timed on its own with the model's own
+  sampler and steps, and the whole call for each strategy;
 - paper-256: random weights (the timing does not depend on them), one guided denoiser evaluation,
   encode and decode timed, the edit's cost composed from them for each of --paper-steps.
 """
@@ -20,6 +26,9 @@ import statistics
 import time
 
 import torch
+
+#: extra denoiser passes per sampling step, per strategy (see the docstring)
+EXTRA_PASSES = {"none": 0, "ddim": 1, "exact": 2}
 
 
 def seconds(fn, repeats: int) -> float:
@@ -34,9 +43,8 @@ def seconds(fn, repeats: int) -> float:
 
 @torch.no_grad()
 def bundled(repeats: int) -> None:
-    from scadm.conditions import Conditions
     from scadm.data.synthetic import render_face, synthetic_split_ids
-    from scadm.diffusion import ClassifierFreeGuidance, invert, regeneration_kwargs, sample
+    from scadm.diffusion import invert, regeneration_kwargs, sample
     from scadm.pipeline import SCADMPipeline
 
     pipe = SCADMPipeline.from_pretrained(None, device="cpu")
@@ -44,29 +52,32 @@ def bundled(repeats: int) -> None:
     faces = [render_face(i, seed=0, size=pipe.image_size) for i in synthetic_split_ids("test", 2)]
     target, reference = (faces[0].image, faces[0].label), (faces[1].image, faces[1].label)
     x, ids = pipe.load_image(faces[0].image), pipe.load_mask(faces[0].label)
-    tokens = pipe.style_tokens(x, ids)
-    cond = pipe.model.prepare(Conditions(mask=pipe.one_hot(ids), tokens=tokens), pipe.cfg.latent_size)
-    null = pipe.model.prepare(pipe.model.conditioner.null(pipe.one_hot(ids), run.null_condition), pipe.cfg.latent_size)
-    fn = ClassifierFreeGuidance(pipe.model.unet, null, run.guidance_scale)
+    source = pipe.source(x, ids, pipe.style_tokens(x, ids), ids > 0)
+    cond = pipe.model.prepare(source.conditions, pipe.cfg.latent_size)
+    fn = pipe._guided(source.conditions.mask, run.null_condition, run.guidance_scale, None)
     z0 = pipe.first_stage.encode(x)
     shape = tuple(z0.shape)
+    kw = regeneration_kwargs(run.sampler)
     stages = {
         "encode the target": lambda: pipe.first_stage.encode(x),
         "style tokens": lambda: pipe.style_tokens(x, ids),
         f"inversion ({run.sampler}, {run.steps} guided evaluations)":
             lambda: invert(fn, z0, cond, pipe.schedule, sampler=run.sampler, steps=run.steps),
+        f"inversion + offsets ({2 * run.steps} evaluations)":
+            lambda: invert(fn, z0, cond, pipe.schedule, sampler=run.sampler, steps=run.steps, exact=True),
         f"sampling ({run.sampler}, {run.steps} steps)":
             lambda: sample(fn, shape, cond, pipe.schedule, sampler=run.sampler, steps=run.steps, x_T=torch.randn(shape),
-                           scheduler_kwargs=regeneration_kwargs(run.sampler)),
+                           scheduler_kwargs=kw),
         "decode": lambda: pipe.first_stage.decode(z0),
     }
     print(f"bundled model ({pipe.image_size[0]} px, {shape[-1]}x{shape[-2]} latents), one image:")
     for name, f in stages.items():
         print(f"  {name:<45} {seconds(f, repeats) * 1000:8.1f} ms")
     plain = seconds(lambda: pipe.swap(target, reference, ["hair"]), repeats)
-    kept = seconds(lambda: pipe.swap(target, reference, ["hair"], inversion="dpm++", blend=True), repeats)
     print(f"  {'partial swap from noise (whole call)':<45} {plain * 1000:8.1f} ms")
-    print(f"  {'partial swap, dpm++ inversion + blend':<45} {kept * 1000:8.1f} ms  ({kept / plain:.2f}x)")
+    for inversion in ("ddim", "exact"):
+        t = seconds(lambda: pipe.swap(target, reference, ["hair"], inversion=inversion, blend=True), repeats)
+        print(f"  {'partial swap, ' + inversion + ' inversion + blend':<45} {t * 1000:8.1f} ms  ({t / plain:.2f}x)")
 
 
 @torch.no_grad()
@@ -98,8 +109,11 @@ def paper(repeats: int, steps: list[int]) -> None:
     print(f"paper-256 ({h} px, random weights): encode {enc:.2f} s, one guided evaluation {step:.2f} s, decode {dec:.2f} s")
     for n in steps:
         plain = n * step + dec
-        kept = enc + 2 * n * step + dec
-        print(f"  {n:>3} steps: edit from noise {plain:7.1f} s; with inversion {kept:7.1f} s ({kept / plain:.2f}x)")
+        line = f"  {n:>3} steps: edit from noise {plain:7.1f} s"
+        for name in ("ddim", "exact"):
+            cost = enc + (1 + EXTRA_PASSES[name]) * n * step + dec
+            line += f"; {name} {cost:7.1f} s ({cost / plain:.2f}x)"
+        print(line)
 
 
 def main() -> None:

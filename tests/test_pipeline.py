@@ -39,21 +39,27 @@ def test_every_operation_returns_images_and_masks(pipe, tiny_faces):
 def test_same_seed_same_image_and_batch_equals_one_by_one(pipe, tiny_faces):
     imgs = [f[0] for f in tiny_faces[:3]]
     masks = [f[1] for f in tiny_faces[:3]]
-    batch = pipe.reconstruct(imgs, masks, seed=7, sampler="ddim", eta=1.0, **FAST).tensors
-    again = pipe.reconstruct(imgs, masks, seed=7, sampler="ddim", eta=1.0, **FAST).tensors
+    noise = dict(sampler="ddim", eta=1.0, inversion="none", **FAST)  # from noise, stochastic steps too
+    batch = pipe.reconstruct(imgs, masks, seed=7, **noise).tensors
+    again = pipe.reconstruct(imgs, masks, seed=7, **noise).tensors
     assert torch.equal(batch, again)
-    singles = torch.cat([pipe.reconstruct(imgs[i], masks[i], seed=7 + i, sampler="ddim", eta=1.0, **FAST).tensors
+    singles = torch.cat([pipe.reconstruct(imgs[i], masks[i], seed=7 + i, **noise).tensors for i in range(3)])
+    assert (batch - singles).abs().max() < 1e-4
+    other = pipe.reconstruct(imgs, masks, seed=8, **noise).tensors
+    assert not torch.allclose(batch, other)
+    # the default (exact inversion, blended): a batch of partial swaps equals the swaps one by one
+    refs = imgs[1:] + imgs[:1], masks[1:] + masks[:1]
+    batch = pipe.swap(list(zip(imgs, masks)), list(zip(*refs)), ["hair"], seed=7, **FAST).tensors
+    singles = torch.cat([pipe.swap((imgs[i], masks[i]), (refs[0][i], refs[1][i]), ["hair"], seed=7 + i, **FAST).tensors
                          for i in range(3)])
     assert (batch - singles).abs().max() < 1e-4
-    other = pipe.reconstruct(imgs, masks, seed=8, sampler="ddim", eta=1.0, **FAST).tensors
-    assert not torch.allclose(batch, other)
 
 
 @pytest.mark.parametrize("sampler", ["ddim", "ddpm", "dpm++", "unipc"])
 def test_samplers_and_guidance_options(pipe, tiny_faces, sampler):
     i0, m0, _ = tiny_faces[0]
-    a = pipe.reconstruct(i0, m0, sampler=sampler, steps=3, guidance_scale=0.0)
-    b = pipe.reconstruct(i0, m0, sampler=sampler, steps=3, guidance_scale=2.0, null_condition="full")
+    a = pipe.reconstruct(i0, m0, sampler=sampler, steps=3, guidance_scale=0.0, inversion="none")
+    b = pipe.reconstruct(i0, m0, sampler=sampler, steps=3, guidance_scale=2.0, null_condition="full", inversion="none")
     assert a.info["guidance_scale"] == 0.0 and b.info["null_condition"] == "full"
     assert not torch.allclose(a.tensors, b.tensors)
 
@@ -109,9 +115,12 @@ def test_interpolation_endpoints_are_the_target_and_reference_tokens(pipe, tiny_
 
 def test_interpolation_images_at_the_ends_match_target_and_swap(pipe, tiny_faces):
     (i0, m0, _), (i1, m1, _) = tiny_faces[:2]
-    seq = pipe.interpolate((i0, m0), (i1, m1), ["hair"], alphas=[0, 1], seed=3, **FAST).tensors
-    assert (seq[0] - pipe.reconstruct(i0, m0, seed=3, **FAST).tensors[0]).abs().max() < 1e-4
-    assert (seq[1] - pipe.swap((i0, m0), (i1, m1), ["hair"], seed=3, **FAST).tensors[0]).abs().max() < 1e-4
+    for inversion in ("none", "exact"):
+        opts = dict(seed=3, inversion=inversion, **FAST)
+        seq = pipe.interpolate((i0, m0), (i1, m1), ["hair"], alphas=[0, 1], **opts).tensors
+        assert (seq[1] - pipe.swap((i0, m0), (i1, m1), ["hair"], **opts).tensors[0]).abs().max() < 1e-4
+        zero = pipe.swap((i0, m0), (i0, m0), ["hair"], **opts) if inversion == "exact" else pipe.reconstruct(i0, m0, **opts)
+        assert (seq[0] - zero.tensors[0]).abs().max() < 1e-4  # alpha 0: the target's own style (its hair regenerated)
 
 
 def test_bad_inputs_are_clear_errors(pipe, tiny_faces, tmp_path):
@@ -152,9 +161,9 @@ def test_batched_partial_swaps_with_a_part_list_per_image(pipe, tiny_faces):
 
 def test_clip_x0_option_changes_sampling_only_when_set(pipe, tiny_faces):
     i0, m0, _ = tiny_faces[0]
-    plain = pipe.reconstruct(i0, m0, seed=1, **FAST).tensors
-    assert torch.equal(plain, pipe.reconstruct(i0, m0, seed=1, clip_x0=None, **FAST).tensors)
-    clipped = pipe.reconstruct(i0, m0, seed=1, clip_x0=0.01, **FAST).tensors
+    plain = pipe.reconstruct(i0, m0, seed=1, inversion="none", **FAST).tensors
+    assert torch.equal(plain, pipe.reconstruct(i0, m0, seed=1, clip_x0=None, inversion="none", **FAST).tensors)
+    clipped = pipe.reconstruct(i0, m0, seed=1, clip_x0=0.01, inversion="none", **FAST).tensors
     assert not torch.allclose(plain, clipped)
 
 
@@ -214,8 +223,8 @@ def test_bf16_autocast_sampling_stays_close_to_fp32():
     pipe = SCADMPipeline.from_pretrained(None, device="cpu")  # the bundled model: trained weights
     faces = [render_face(i, seed=0, size=pipe.image_size) for i in synthetic_split_ids("test", 2)]
     args = ([f.image for f in faces], [f.label for f in faces])
-    ref = pipe.reconstruct(*args, steps=4, sampler="dpm++").tensors
-    low = pipe.reconstruct(*args, steps=4, sampler="dpm++", precision="bf16").tensors
+    ref = pipe.reconstruct(*args, steps=4, sampler="dpm++", inversion="none").tensors
+    low = pipe.reconstruct(*args, steps=4, sampler="dpm++", precision="bf16", inversion="none").tensors
     rel = ((low - ref).norm() / ref.norm()).item()
     assert 0 < rel < 0.03, rel  # measured 0.007 at 10 steps
     with pytest.raises(ValueError, match="precision"):

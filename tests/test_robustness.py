@@ -33,7 +33,10 @@ def test_non_finite_latents_stop_sampling_naming_the_step(tiny_model, tiny_faces
     pipe = SCADMPipeline.from_pretrained(tiny_model, device="cpu")
     (i0, m0, _), = tiny_faces[:1]
     with pytest.raises(ValueError, match=r"non-finite latents at step 2 of 4 .*ddim, 4 steps.*guidance s = 1.2"):
-        pipe.reconstruct(i0, m0, steps=4)
+        pipe.reconstruct(i0, m0, steps=4, inversion="none")
+    calls["n"] = 0
+    with pytest.raises(ValueError, match=r"ddim inversion produced non-finite latents at step 2 of 4 .*guidance s = 1.2"):
+        pipe.reconstruct(i0, m0, steps=4)  # the default inverts the face first
     calls["n"] = 0
     r = run_cli("edit", "reconstruct", "--image", i0, "--mask", m0, "--model", tiny_model, "--steps", 4,
                 "--out", tmp_path / "o.png")

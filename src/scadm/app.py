@@ -174,7 +174,7 @@ class Editor:
             reference: np.ndarray | None, reference_mask: np.ndarray | None, parts: Sequence[str] | None,
             alpha: float = 0.5, frames: int = 5, n: int = 1, sampler: str | None = None, steps: int | None = None,
             guidance_scale: float | None = None, null_condition: str | None = None, seed: int = 0,
-            keep: bool = False, progress: bool = True) -> Result:
+            keep: bool = True, progress: bool = True) -> Result:
         """One application, end to end, on the pipeline (the CLI's functions).
 
         `keep` ("keep the rest of the face"): the target face is inverted exactly and the edit

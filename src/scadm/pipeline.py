@@ -451,7 +451,7 @@ class SCADMPipeline:
         model's noise-based one. `source`: the target face, for ``options.inversion`` / ``blend``.
         """
         o = options or SamplingOptions()
-        run = o.resolve(self.cfg.sampling, noise_based=noise_based)
+        run = o.resolve(self.cfg.sampling, noise_based=noise_based, face=source is not None)
         own_null = self.mode.is_own_null(run.null_condition, style_image=style_image, attributes=attributes)
         s = 0.0 if own_null else run.guidance_scale
         b = ids.shape[0]
@@ -460,27 +460,23 @@ class SCADMPipeline:
 
         model_fn = self._guided(cond.mask, run.null_condition, s, o.autocast_dtype)
         prepared = self.model.prepare(cond, latent)
-        x_T, keep, offsets, info = None, None, None, {}
+        x_T, keep, offsets, info = None, None, None, {"inversion": run.inversion, "blend": run.blend}
         clip = run.clip_x0
-        extra = regeneration_kwargs(run.sampler) if o.inversion != "none" else {}
+        extra = regeneration_kwargs(run.sampler) if run.inversion != "none" else {}
         if clip and run.sampler in ("ddim", "ddpm"):
             extra = {**extra, "clip_sample": True, "clip_sample_range": float(clip)}
-        if o.inversion != "none":
-            if source is None:
-                raise ValueError(f"inversion {o.inversion!r} inverts a target face; this call has none (noise-based "
-                                 "generation, or a mix from a mask alone): give a face, or inversion 'none'")
-            inv = self.invert(source, o, s, run, scheduler_kwargs=extra).expand(b)
-            x_T, offsets = inv.x_T, inv.offsets
-            info = {"inversion": o.inversion, "inversion_solver": run.sampler, "inversion_evaluations": inv.evaluations,
-                    "blend": bool(o.blend)}
         gens = [torch.Generator(self.device).manual_seed(int(x)) for x in seeds]
-        if o.inversion != "none" and o.blend:
-            # the edited parts start from the seed's noise, as an edit from noise does (an inverted x_T
-            # carries the target's own colours there); the rest starts from, and follows, the inversion
-            edited = self.blend_region(source.edited, b)
-            noise = randn(tuple(x_T.shape), generator=gens, device=self.device, dtype=x_T.dtype)
-            x_T, keep = torch.lerp(x_T, noise, edited), (edited, inv.trajectory)
         try:
+            if run.inversion != "none":
+                inv = self.invert(source, o, s, run, scheduler_kwargs=extra).expand(b)
+                x_T, offsets = inv.x_T, inv.offsets
+                info.update(inversion_solver=run.sampler, inversion_evaluations=inv.evaluations)
+                if run.blend:
+                    # the edited parts start from the seed's noise, as an edit from noise does (an inverted x_T
+                    # carries the target's own colours there); the rest starts from, and follows, the inversion
+                    edited = self.blend_region(source.edited, b)
+                    noise = randn(tuple(x_T.shape), generator=gens, device=self.device, dtype=x_T.dtype)
+                    x_T, keep = torch.lerp(x_T, noise, edited), (edited, inv.trajectory)
             z = sample(
                 model_fn, (b, self.cfg.latent_channels, *latent), prepared, self.schedule,
                 sampler=run.sampler, steps=run.steps, eta=run.eta, x_T=x_T, keep=keep, offsets=offsets,
@@ -515,13 +511,17 @@ class SCADMPipeline:
     def invert(self, source: "Source", options: SamplingOptions, s: float, run: Any = None,
                scheduler_kwargs: dict[str, Any] | None = None) -> Inversion:
         """The target's first-stage latent, inverted under its own conditions with the run's solver,
-        steps and guidance (the edit's own eps, so that ``exact``'s offsets close the edit's pass)."""
+        steps and guidance (the edit's own eps, so that ``exact``'s offsets close the edit's pass).
+        With blending no offsets are recorded: outside the edited parts the sample is the inverted
+        latent itself, and inside them the edit starts from noise, off the source's trajectory."""
         run = run or options.resolve(self.cfg.sampling)
+        if run.inversion == "none":
+            raise ValueError("invert: this run's inversion is 'none'")
         cond = source.conditions
         model_fn = self._guided(cond.mask, run.null_condition, s, options.autocast_dtype)
         z0 = self.first_stage.encode(source.image)
         return invert(model_fn, z0, self.model.prepare(cond, self.cfg.latent_size), self.schedule,
-                      sampler=run.sampler, steps=run.steps, exact=options.inversion == "exact",
+                      sampler=run.sampler, steps=run.steps, exact=run.inversion == "exact" and not run.blend,
                       scheduler_kwargs=scheduler_kwargs, progress=options.progress)
 
     def blend_region(self, edited: Tensor, batch: int) -> Tensor:
@@ -607,7 +607,7 @@ class SCADMPipeline:
         x, ids, photos = self._batch(image, mask)
         tokens = self.with_attributes(self.style_tokens(x, ids), self.attribute_vector(attributes, ids.shape[0]))
         opts = _sampling(sampling, overrides)
-        source = self._source(opts, x, ids, tokens, torch.zeros_like(ids, dtype=torch.bool))
+        source = self.source(x, ids, tokens, torch.zeros_like(ids, dtype=torch.bool))
         return self.generate_from_tokens(ids, tokens, opts, source=source).with_photos(photos, [None])
 
     def swap(self, target: Face | tuple | Sequence, reference: Face | tuple | Sequence,
@@ -624,7 +624,7 @@ class SCADMPipeline:
         own = self.style_tokens(tx, tids)
         tokens = self.with_attributes(swap_tokens(own, self.style_tokens(rx, rids), classes, self.token_classes), attrs)
         opts = _sampling(sampling, overrides)
-        source = self._source(opts, tx, tids, self.with_attributes(own, attrs), _part_pixels(tids, classes))
+        source = self.source(tx, tids, self.with_attributes(own, attrs), _part_pixels(tids, classes))
         result = self.generate_from_tokens(tids, tokens, opts, source=source)
         result.info["parts"] = classes
         return result.with_photos(photos, classes if _per_image(classes) else [classes])
@@ -649,7 +649,7 @@ class SCADMPipeline:
         base = opts.seed if isinstance(opts.seed, int) else opts.seed[0]
         opts = dataclasses.replace(opts, seed=[base] * len(alphas))
         # one target, inverted once: every alpha starts from its x_T (and follows its trajectory)
-        source = self._source(opts, tx, tids, self.with_attributes(t_tok, self.attribute_vector(attributes, 1)),
+        source = self.source(tx, tids, self.with_attributes(t_tok, self.attribute_vector(attributes, 1)),
                               _part_pixels(tids, classes))
         result = self.generate_from_tokens(tids.expand(len(alphas), -1, -1), tokens, opts, source=source)
         result.info.update(alphas=list(map(float, alphas)), parts=classes)
@@ -709,7 +709,7 @@ class SCADMPipeline:
         opts = _sampling(sampling, overrides)
         source = None
         if tx is not None:
-            source = self._source(opts, tx, ids, self.with_attributes(self.style_tokens(tx, ids), attrs),
+            source = self.source(tx, ids, self.with_attributes(self.style_tokens(tx, ids), attrs),
                                   _part_pixels(ids, classes))
         result = self.generate_from_tokens(ids, tokens, opts, source=source)
         return result.with_photos(photos, classes if _per_image(classes) else [classes])
@@ -731,7 +731,7 @@ class SCADMPipeline:
             new_ids = self.load_mask(new_mask)
         tokens = self.with_attributes(self.style_tokens(x, ids), self.attribute_vector(attributes, 1))
         opts = _sampling(sampling, overrides)
-        source = self._source(opts, x, ids, tokens, ids != new_ids)  # edited: where the class changed
+        source = self.source(x, ids, tokens, ids != new_ids)  # edited: where the class changed
         return self.generate_from_tokens(new_ids, tokens, opts, source=source).with_photos([photo], [None])
 
     def swap_mask_parts(self, mask: MaskLike | None, donor: MaskLike, parts: Iterable[str | int] | str,
@@ -754,15 +754,13 @@ class SCADMPipeline:
             self._need_style("swap_mask_parts with an image")
             tokens = self.with_attributes(self.style_tokens(x, ids), self.attribute_vector(attributes, 1))
             opts = _sampling(sampling, overrides)
-            source = self._source(opts, x, ids, tokens, ids != mixed)
+            source = self.source(x, ids, tokens, ids != mixed)
             result = self.generate_from_tokens(mixed.expand(n, -1, -1), tokens.expand(n, -1, -1), opts, source=source)
         else:
             result = self.generate(mixed, n=n, attributes=attributes, sampling=_sampling(sampling, overrides))
         result.info["mixed_mask"] = mixed[0].cpu().numpy().astype(np.uint8)
         return result.with_photos([photo], [None])
 
-    def _source(self, opts: SamplingOptions, x: Tensor, ids: Tensor, tokens: Tensor, edited: Tensor) -> "Source | None":
-        return None if opts.inversion == "none" else self.source(x, ids, tokens, edited)
 
     # ------------------------------------------------------------------ batching helpers
     def _batch(self, images: Any, masks: Any) -> tuple[Tensor, Tensor, list[Photo | None]]:

@@ -77,8 +77,8 @@ def synthetic(
     steps: Optional[int] = StepsOpt,
     seed: int = SeedOpt,
     batch_size: int = Integer(16, "--batch-size", help="Faces per sampling batch.", lo=1, hi=4096),
-    inversion: str = InversionOpt,
-    blend: bool = BlendOpt,
+    inversion: Optional[str] = InversionOpt,
+    blend: Optional[bool] = BlendOpt,
     lpips_vgg: Optional[Path] = LpipsVggOpt,
     lpips_lin: Optional[Path] = LpipsLinOpt,
     json_out: Optional[Path] = JsonOpt,
@@ -106,7 +106,7 @@ def synthetic(
         run = options.resolve(pipe.cfg.sampling)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    noise_run = SamplingOptions(sampler=sampler, steps=steps).resolve(pipe.cfg.sampling, noise_based=True)
+    noise_run = SamplingOptions(sampler=sampler, steps=steps).resolve(pipe.cfg.sampling, noise_based=True, face=False)
     lpips = None
     if lpips_vgg or lpips_lin:
         from ..eval.lpips import LPIPS
@@ -130,10 +130,10 @@ def synthetic(
     spacing = pipe.schedule.spacing(run.sampler)
     report["sampling_desc"] = (f"{run.sampler} ({spacing} spacing), {run.steps} steps, eta {run.eta}, "
                                f"guidance s = {run.guidance_scale} ({nulls})")
-    if inversion != "none":
-        report["sampling_desc"] += (f"; faces inverted ({inversion}, {run.sampler}, with the edit's guided eps; "
+    if run.inversion != "none":
+        report["sampling_desc"] += (f"; faces inverted ({run.inversion}, {run.sampler}, with the edit's guided eps; "
                                     "noise-based samples from noise)"
-                                    + (", latent blending outside the edited parts" if blend else ""))
+                                    + (", latent blending outside the edited parts" if run.blend else ""))
     report["command"] = _command()
     report["parser"] = _shown(parser_path) if parser_path else None
     summary = {k: v for k, v in report.items()

@@ -129,11 +129,12 @@ ModelOpt = typer.Option(None, "--model", "-m", help="Model folder (default: the 
 DeviceOpt = typer.Option(None, "--device", help="cpu, cuda, cuda:N or mps (default: cuda when available).",
                          callback=checked(checks.device))
 StepsOpt = Integer(None, "--steps", help="Sampling steps (default: the model's).", lo=1, hi=10_000)
-InversionOpt = Choice("none", "--inversion", help="Edits of a given face: none (sample from noise), ddim (DDIM "
-                      "inversion) or exact (the solver's inversion plus per-step offsets: the target's own "
-                      "conditions give back its latent).", options=INVERSIONS)
-BlendOpt = typer.Option(False, "--blend/--no-blend", help="Keep the rest of the face: outside the edited parts the "
-                        "latent follows the inverted one (needs --inversion).")
+InversionOpt = Choice(None, "--inversion", help="Edits of a given face: exact (the solver's inversion plus per-step "
+                      "offsets: the target's own conditions give back its latent), ddim (plain DDIM inversion) or none "
+                      "(sample from noise, as the released code). Default: the model's (exact).", options=INVERSIONS)
+BlendOpt = typer.Option(None, "--blend/--no-blend", help="Keep the rest of the face: outside the edited parts the "
+                        "latent follows the inverted one (needs inversion). Default: the model's (on when inverting).",
+                        show_default=False)
 OutOpt = typer.Option(..., "--out", "-o", help="Output PNG (result; more images get _1, _2 ...) or a folder.",
                       callback=checked(_out_png_or_folder))
 
@@ -165,8 +166,8 @@ _SAMPLING_OPTIONS = (
 )
 #: the options of the commands that edit a given face (a target image to invert)
 _INVERSION_OPTIONS = (
-    _Shared("inversion", str, InversionOpt),
-    _Shared("blend", bool, BlendOpt),
+    _Shared("inversion", Optional[str], InversionOpt),
+    _Shared("blend", Optional[bool], BlendOpt),
 )
 _ATTRIBUTE_OPTIONS = (
     _Shared("set_", Optional[str], typer.Option(None, "--set", help="Attributes for models that take them, e.g. Eyeglasses=1,Smiling=0.")),

@@ -33,7 +33,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from .sampling import build_scheduler, scheduler_step
+from .sampling import NonFiniteSampleError, build_scheduler, scheduler_step
 from .schedule import NoiseSchedule
 
 __all__ = ["INVERSIONS", "INVERTIBLE", "Inversion", "invert", "regeneration_kwargs"]
@@ -155,7 +155,7 @@ def invert(model_fn: ModelFn, z0: Tensor, cond: Any, schedule: NoiseSchedule, *,
         from tqdm.auto import tqdm
 
         it = tqdm(it, desc=f"{sampler} inversion", total=len(it))
-    for t in it:
+    for k, t in enumerate(it):
         t_int = int(t)
         if sampler == "ddim":
             nxt = inv.step(eps_at(x, t_int), t_int, x).prev_sample
@@ -164,7 +164,8 @@ def invert(model_fn: ModelFn, z0: Tensor, cond: Any, schedule: NoiseSchedule, *,
         else:
             nxt = inv.step(eps_at(x, t_int), t, x).prev_sample
         if not torch.isfinite(nxt).all():
-            raise ValueError(f"{sampler} inversion produced non-finite latents at t = {t_int}")
+            raise NonFiniteSampleError(f"{sampler} inversion produced non-finite latents at step {k + 1} of "
+                                       f"{len(inv.timesteps)} (t = {t_int})")
         x = nxt
         levels.append(x)
     trajectory = levels[::-1]

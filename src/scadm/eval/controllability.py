@@ -38,6 +38,8 @@ unedited_drift           in the partial swap, the mean absolute change (0..255, 
                          against the target crop, before any paste-back
 first_stage_drift        the same measure for the first stage's encode-decode of the target on
                          the same pixels: the floor (what blending onto an exact inversion gives)
+first_stage_preserved    partial_swap_preserved scored on the first stage's encode-decode of the
+                         target: the ceiling of "preserved" for an edit that keeps the rest
 
 Chance is 0.5 for the success rates. A model that ignores the style scores about 0.5 on
 reconstruction and mixing, about 0 on swaps (it keeps the target's colours) and about 1 on
@@ -189,7 +191,9 @@ class SyntheticBenchmark:
 
     @property
     def _inverting(self) -> bool:
-        return getattr(self.sampling, "inversion", "none") != "none"
+        """Whether edits of a given face invert it (this run's options, else the model's default)."""
+        cfg = getattr(getattr(self.pipe, "cfg", None), "sampling", None)
+        return cfg is not None and self.sampling.resolve(cfg).inversion != "none"
 
     def _fidelity(self, gens: Sequence[np.ndarray], prefix: str, lpips: bool = True) -> dict[str, list[float]]:
         """Per-face PSNR, SSIM (and LPIPS) of uint8 images against the input crops."""
@@ -289,7 +293,7 @@ class SyntheticBenchmark:
         gens = self._batches(idx, lambda b: self._arrays(self.pipe.swap(
             [self._face(i) for i in b], [self._face(i + 1) for i in b], [[parts[i]] for i in b],
             sampling=self.sampling, seed=self.seed + b[0])), "partial swap" + (" (all)" if among is None else ""))
-        swapped, preserved = Tally(), Tally()
+        swapped, preserved, kept_by_first_stage = Tally(), Tally(), Tally()
         ceiling = self._first_stage_images() if among is not None else None
         self.drift = {"unedited_drift": [], **({"first_stage_drift": []} if ceiling is not None else {})}
 
@@ -306,9 +310,13 @@ class SyntheticBenchmark:
                 self.drift["first_stage_drift"].append(drift(ceiling[i], i, kept))
             if p in means:
                 swapped.add(p, closer(means[p], self.colors[i + 1][p], self.colors[i][p]), i)
+            floor = region_means(ceiling[i], self.faces[i].label) if ceiling is not None else {}
             for c in self.colors[i]:
                 if c != p and c in self.colors[i + 1] and c in means:
                     preserved.add(c, closer(means[c], self.colors[i][c], self.colors[i + 1][c]), i)
+                    if c in floor:
+                        kept_by_first_stage.add(c, closer(floor[c], self.colors[i][c], self.colors[i + 1][c]), i)
+        self.first_stage_preserved = kept_by_first_stage
         return swapped, preserved
 
     def mixed(self) -> Tally:
@@ -366,7 +374,7 @@ class SyntheticBenchmark:
 
         idx = list(range(self.n))
         # noise-based samples have no face to invert: they are drawn from noise whatever the inversion
-        noise = dataclasses.replace(self.sampling, inversion="none", blend=False) if self._inverting else self.sampling
+        noise = dataclasses.replace(self.sampling, inversion=None, blend=None)
         gens = self._batches(idx, lambda b: self._arrays(self.pipe.generate(
             np.stack([self.faces[i].label for i in b]), n=len(b), sampling=noise,
             seed=self.seed + b[0])), "noise-based")
@@ -424,7 +432,8 @@ class SyntheticBenchmark:
             s, p = self.partial_swap()
             return dict(partial_swap_success=rate("partial_swap_success", s), partial_swap_per_part=s.breakdown(),
                         partial_swap_preserved=rate("partial_swap_preserved", p),
-                        partial_swap_preserved_per_part=p.breakdown(), **means(self.drift))
+                        partial_swap_preserved_per_part=p.breakdown(), **means(self.drift),
+                        first_stage_preserved=rate("first_stage_preserved", self.first_stage_preserved))
         if name == "partial_swap_all":
             s, p = self.partial_swap(among=None)
             return dict(partial_swap_all_success=rate("partial_swap_all_success", s),

@@ -24,7 +24,7 @@ RATES = ("reconstruction_success", "total_swap_success", "partial_swap_success",
          "noise_miou_ratio")
 #: fidelity means beside the rates (PSNR dB, SSIM, LPIPS, drift in 0..255): the ceiling next to what edits give
 FIDELITY = ("reconstruction_psnr", "reconstruction_ssim", "reconstruction_lpips", "first_stage_psnr", "first_stage_ssim",
-            "unedited_drift", "first_stage_drift")
+            "unedited_drift", "first_stage_drift", "first_stage_preserved")
 SHORT_NAMES = dict(zip(RATES, ("recon", "total", "partial", "preserved", "all", "all kept", "mixed", "interp",
                                "noise ratio")))
 
