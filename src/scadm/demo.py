@@ -34,6 +34,30 @@ FIGURES = [
 ]
 
 
+#: the part swaps the demo shows (one eye alone, hair, both lips, cloth, skin)
+SWAP_FIGURE_PARTS = [["l_eye"], ["r_eye"], ["hair"], ["u_lip", "l_lip"], ["skin"], ["cloth"]]
+#: a swapped part's reference colour differs from the target's by at least this much (RGB 0..255)
+#: in the demo's figures, so that the change can be seen
+VISIBLE_DISTANCE = 60.0
+
+
+def part_distance(target: Any, reference: Any, classes: list[int]) -> float:
+    """The smallest RGB distance, over `classes` present in both faces, between the target's and the
+    reference's mean colour of that region (0 when a class is missing from either)."""
+    from .eval.controllability import region_means
+
+    a, b = region_means(target.image, target.label), region_means(reference.image, reference.label)
+    if not all(c in a and c in b for c in classes):
+        return 0.0
+    return float(min(np.linalg.norm(a[c] - b[c]) for c in classes))
+
+
+def pick_reference(faces: list, target: int, classes: list[int]) -> int:
+    """The face (other than `target`) whose `classes` differ most in colour from the target's."""
+    others = [i for i in range(len(faces)) if i != target]
+    return max(others, key=lambda i: part_distance(faces[target], faces[i], classes))
+
+
 def run_demo(out: str | Path, model: str | Path | None = None, steps: int | None = None,
              metric_faces: int = 12, device: str | None = None,
              printer: Callable[[str], Any] = print) -> dict[str, Any]:
@@ -69,16 +93,17 @@ def run_demo(out: str | Path, model: str | Path | None = None, steps: int | None
     r = pipe.swap([face(i) for i in range(4)], [face(i) for i in range(4, 8)], None, **opts)
     save("total_swap", {"target": real(range(4)), "reference": real(range(4, 8)), "result": r.tensors},
          masks=np.stack([faces[i].label for i in range(4)]))
-    # 3. partial swap of single parts, target 0, reference 1
-    parts = [["l_eye"], ["r_eye"], ["hair"], ["u_lip", "l_lip"], ["skin"], ["cloth"]]
-    results = [pipe.swap(face(0), face(1), p, **opts).tensors for p in parts]
-    save("partial_swap", {"target": real([0] * len(parts)), "reference": real([1] * len(parts)),
-                          "result": torch.cat(results)},
+    # 3. partial swap of single parts into target 0, each from the face whose part differs most
+    parts = SWAP_FIGURE_PARTS
+    refs = [pick_reference(faces, 0, ls.indices(p)) for p in parts]
+    results = [pipe.swap(face(0), face(r), p, **opts).tensors for p, r in zip(parts, refs)]
+    save("partial_swap", {"target": real([0] * len(parts)), "reference": real(refs), "result": torch.cat(results)},
          titles=["+".join(p) for p in parts])
-    # 4. interpolation, target 2, reference 3
+    # 4. interpolation into target 2, from the face whose hair differs most
     alphas = [0.0, 0.25, 0.5, 0.75, 1.0]
-    hair = pipe.interpolate(face(2), face(3), ["hair"], alphas=alphas, **opts).tensors
-    full = pipe.interpolate(face(2), face(3), None, alphas=alphas, **opts).tensors
+    ref = pick_reference(faces, 2, ls.indices(["hair"]))
+    hair = pipe.interpolate(face(2), face(ref), ["hair"], alphas=alphas, **opts).tensors
+    full = pipe.interpolate(face(2), face(ref), None, alphas=alphas, **opts).tensors
     save("interpolation", {"hair": hair, "all parts": full}, titles=[f"alpha {a:g}" for a in alphas])
     # 5. noise-based, mask of face 0
     r = pipe.generate(faces[0].label, n=6, **opts)
@@ -89,15 +114,16 @@ def run_demo(out: str | Path, model: str | Path | None = None, steps: int | None
 
     # 7. the same partial swaps, from noise and from the inverted target with the rest kept
     parts = [["l_eye"], ["hair"], ["u_lip", "l_lip"], ["cloth"]]
+    refs = [pick_reference(faces, 0, ls.indices(p)) for p in parts]
     k = len(parts)
     from_noise = SamplingOptions(steps=steps, seed=0, inversion="none")
-    noise = torch.cat([pipe.swap(face(0), face(1), p, sampling=from_noise).tensors for p in parts])
     keep = SamplingOptions(steps=steps, seed=0, inversion="exact", blend=True)
-    kept = torch.cat([pipe.swap(face(0), face(1), p, sampling=keep).tensors for p in parts])
+    noise = torch.cat([pipe.swap(face(0), face(r), p, sampling=from_noise).tensors for p, r in zip(parts, refs)])
+    kept = torch.cat([pipe.swap(face(0), face(r), p, sampling=keep).tensors for p, r in zip(parts, refs)])
     target = real([0] * k).to(kept.device)
     outside = torch.stack([torch.from_numpy(~np.isin(faces[0].label, ls.indices(p))) for p in parts])[:, None].to(kept.device)
     change = lambda x: ((x - target).abs() * 4 * outside - 1).clamp(-1, 1)  # noqa: E731
-    save("keep_face", {"target": target, "reference": real([1] * k), "from noise": noise, "change (noise)": change(noise),
+    save("keep_face", {"target": target, "reference": real(refs), "from noise": noise, "change (noise)": change(noise),
                        "inverted, rest kept": kept, "change (kept)": change(kept)},
          titles=["+".join(p) for p in parts])
 
