@@ -221,6 +221,43 @@ def test_every_option_has_help_and_required_ones_are_marked():
     assert not missing, f"options without help: {missing}"
 
 
+def test_messages_with_brackets_print_them(run_cli, monkeypatch):
+    """Errors and warnings are printed as text, not as console markup: `scadm[app]`, `[1, 10000]` and
+    `[red]` reach the user as written (the missing-gradio message is the case users meet)."""
+    import builtins
+    import warnings as w
+
+    from scadm.cli.common import UserError, fail, show_warnings_as_lines
+
+    real_import = builtins.__import__
+
+    def no_gradio(name, *a, **k):
+        if name == "gradio" or name.startswith("gradio."):
+            raise ImportError("No module named 'gradio'")
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_gradio)
+    r = run_cli("app", "--port", "7999")
+    assert r.code == 1 and "pip install 'scadm[app]'" in r.err, r.err
+    monkeypatch.setattr(builtins, "__import__", real_import)
+    import io
+
+    import scadm.cli.common as common
+
+    buf = io.StringIO()
+    monkeypatch.setattr(common.err_console, "file", buf)
+    with pytest.raises(SystemExit):
+        fail(UserError("steps must be in [1, 10000]; see [red] and scadm[app]"))
+    show_warnings_as_lines()
+    with w.catch_warnings():
+        w.simplefilter("always")
+        w.showwarning = common.warnings.showwarning
+        w.warn("a [bold]bracketed[/bold] warning")
+    out = buf.getvalue()
+    assert "steps must be in [1, 10000]; see [red] and scadm[app]" in out
+    assert "a [bold]bracketed[/bold] warning" in out
+
+
 def test_an_unexpected_failure_is_one_line_naming_the_command(run_cli, inputs, tmp_path, monkeypatch):
     """Any internal error reaches the user as: what failed, the exception type and message, and --debug."""
     import scadm.pipeline as pipeline

@@ -14,6 +14,7 @@ import warnings
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .. import checks
 
@@ -41,17 +42,17 @@ def fail(exc: BaseException, doing: str = "scadm") -> None:
         err_console.print("error: interrupted", highlight=False)
         sys.exit(130)
     if isinstance(exc, typer.TyperException) and hasattr(exc, "format_message"):  # usage errors
-        err_console.print(f"[bold red]error:[/] {_one_line(exc.format_message())} (see {doing} --help)",
+        err_console.print(f"[bold red]error:[/] {escape(_one_line(exc.format_message()))} (see {escape(doing)} --help)",
                           highlight=False, markup=True)
         sys.exit(getattr(exc, "exit_code", 2))
     if DEBUG:
         traceback.print_exception(exc)
         sys.exit(1)
     if isinstance(exc, USER_ERRORS):
-        err_console.print(f"[bold red]error:[/] {_one_line(str(exc) or exc.__class__.__name__)}", highlight=False,
+        err_console.print(f"[bold red]error:[/] {escape(_one_line(str(exc) or exc.__class__.__name__))}", highlight=False,
                           markup=True)
     else:
-        err_console.print(f"[bold red]error:[/] {checks.describe(exc, doing)} (run with --debug for the traceback)",
+        err_console.print(f"[bold red]error:[/] {escape(checks.describe(exc, doing))} (run with --debug for the traceback)",
                           highlight=False, markup=True)
     sys.exit(1)
 
@@ -65,6 +66,6 @@ def show_warnings_as_lines() -> None:
         text = _one_line(str(message))
         if text not in shown:  # the same input read twice (the result, then its grid) warns once
             shown.add(text)
-            err_console.print(f"[yellow]warning:[/] {text}", highlight=False, markup=True)
+            err_console.print(f"[yellow]warning:[/] {escape(text)}", highlight=False, markup=True)
 
     warnings.showwarning = show
