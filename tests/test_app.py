@@ -125,14 +125,18 @@ def test_the_page_builds_and_shows_errors_as_one_line(editor):
 
 
 def test_an_uploaded_photo_without_a_mask_is_parsed(editor, tmp_path):
-    """The bundled model names its parser; a tiny model folder has none: a one-line error says where to get one."""
+    """A tiny model folder has no parser, and the bundled model's knows only synthetic faces, so it is not
+    used unless named: a one-line error says where to get one. Named, it parses the example faces."""
     target, _, _, _ = _inputs(editor)
     if editor.pipe.face_parser is None:
         with pytest.raises(ValueError, match="79999_iter.pth"):
             editor.parse(target)
     from scadm.app import Editor as BundledEditor
+    from scadm.pipeline import DEFAULT_MODEL
 
-    bundled = BundledEditor(device="cpu", examples=1)
+    with pytest.raises(ValueError, match="knows only scadm synthetic faces"):
+        BundledEditor(device="cpu", examples=1).parse(target)
+    bundled = BundledEditor(device="cpu", examples=1, parser=DEFAULT_MODEL / "parser")
     face, mask = bundled.example("face 1")
     parsed = bundled.mask_ids(bundled.parse(face), "parsed")
     assert parsed.shape == face.shape[:2]

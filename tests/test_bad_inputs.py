@@ -221,7 +221,7 @@ def test_every_option_has_help_and_required_ones_are_marked():
     assert not missing, f"options without help: {missing}"
 
 
-def test_messages_with_brackets_print_them(run_cli, monkeypatch):
+def test_messages_with_brackets_print_them(run_cli, monkeypatch, capsys):
     """Errors and warnings are printed as text, not as console markup: `scadm[app]`, `[1, 10000]` and
     `[red]` reach the user as written (the missing-gradio message is the case users meet)."""
     import builtins
@@ -240,22 +240,16 @@ def test_messages_with_brackets_print_them(run_cli, monkeypatch):
     r = run_cli("app", "--port", "7999")
     assert r.code == 1 and "pip install 'scadm[app]'" in r.err, r.err
     monkeypatch.setattr(builtins, "__import__", real_import)
-    import io
-
-    import scadm.cli.common as common
-
-    buf = io.StringIO()
-    monkeypatch.setattr(common.err_console, "file", buf)
     with pytest.raises(SystemExit):
         fail(UserError("steps must be in [1, 10000]; see [red] and scadm[app]"))
+    monkeypatch.setattr(w, "showwarning", w.showwarning)  # restored after the test
     show_warnings_as_lines()
     with w.catch_warnings():
         w.simplefilter("always")
-        w.showwarning = common.warnings.showwarning
         w.warn("a [bold]bracketed[/bold] warning")
-    out = buf.getvalue()
-    assert "steps must be in [1, 10000]; see [red] and scadm[app]" in out
-    assert "a [bold]bracketed[/bold] warning" in out
+    err = capsys.readouterr().err
+    assert "steps must be in [1, 10000]; see [red] and scadm[app]" in err
+    assert "a [bold]bracketed[/bold] warning" in err
 
 
 def test_an_unexpected_failure_is_one_line_naming_the_command(run_cli, inputs, tmp_path, monkeypatch):

@@ -25,6 +25,7 @@ from scadm.photos import (
     edit_region,
     feather_radius,
     frame_face,
+    implausible_face,
     load_face_parser,
     load_photo,
     parse_photo,
@@ -281,9 +282,44 @@ def test_the_released_bisenet_layout_parses_a_photo_into_the_model_labels(rigged
     # its class 10 (nose, in face-parsing.PyTorch's order) arrives as the official id 2
     assert set(np.unique(mask)) <= {0, L.index("nose")} and (mask == L.index("nose")).mean() > 0.3
     assert box == frame_face(mask)  # a parse written out and given back as --mask frames the same face
-    with pytest.warns(PhotoWarning, match="leaves the photo"):  # the whole photo is 'nose': a big square
-        photo = prepare_photo(astronaut, None, size=64, parser=fp)
-    assert photo.box == box and photo.mask_source.startswith("parsed by")
+    # the whole photo 'nose' is no face: refused in one line that says what to do, before any work
+    with pytest.raises(ValueError, match="not a plausible face") as exc:
+        prepare_photo(astronaut, None, size=64, parser=fp)
+    assert "79999_iter.pth" in str(exc.value) and "--mask" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def _parse_like_a_face(monkeypatch) -> None:
+    """Every photo parses to the hand-drawn astronaut mask (a parser that sees a real face)."""
+    import scadm.photos as P
+
+    def parse(image, parser, label_set=L, framing=Framing(), passes=3, source="photo", mask_option="--mask"):
+        m = np.asarray(Image.fromarray(draw_astronaut_mask()).resize(image.shape[1::-1], Image.NEAREST))
+        return m, frame_face(m, label_set, framing)
+
+    monkeypatch.setattr(P, "parse_photo", parse)
+
+
+@pytest.fixture
+def face_like_parse(monkeypatch):
+    _parse_like_a_face(monkeypatch)
+
+
+def test_a_parsed_face_must_be_plausible():
+    m = draw_astronaut_mask()
+    box = frame_face(m)
+    assert implausible_face(m, box) is None
+    nose = np.full_like(m, L.index("nose"))
+    assert implausible_face(nose, box) == "no skin around the face"
+    no_eyes = m.copy()
+    no_eyes[np.isin(m, [L.index("l_eye"), L.index("r_eye")])] = L.index("skin")
+    assert implausible_face(no_eyes, frame_face(no_eyes)) == "no eyes inside the face"
+    upside_down = m[::-1].copy()
+    assert implausible_face(upside_down, frame_face(upside_down)) == "the eyes, nose and mouth are not one above the other"
+    from scadm.data.synthetic import render_face
+
+    for i in range(20):  # every synthetic face is a plausible one
+        f = render_face(1_000_000 + i, size=64)
+        assert implausible_face(f.label, frame_face(f.label)) is None, i
 
 
 def test_no_mask_and_no_parser_says_where_to_get_one(astronaut):
@@ -326,7 +362,8 @@ def test_api_partial_swap_of_a_photo_changes_only_the_hair(pipe, photo_files, as
     assert crop.photos == [] and crop.images[0].size == (32, 32)
 
 
-def test_api_without_a_mask_uses_the_parser_rule(tiny_model, rigged_bisenet, photo_files, monkeypatch, astronaut):
+def test_api_without_a_mask_uses_the_parser_rule(tiny_model, rigged_bisenet, photo_files, monkeypatch, astronaut,
+                                                 face_like_parse):
     from scadm.pipeline import Face, SCADMPipeline
 
     plain = SCADMPipeline.from_pretrained(tiny_model, device="cpu")
@@ -343,7 +380,8 @@ def test_api_without_a_mask_uses_the_parser_rule(tiny_model, rigged_bisenet, pho
     assert np.array_equal(np.asarray(full)[outside], astronaut[outside])
 
 
-def test_cli_swap_hair_of_a_photo_and_parse(run_cli, tiny_model, photo_files, rigged_bisenet, tmp_path, astronaut):
+def test_cli_swap_hair_of_a_photo_and_parse(run_cli, tiny_model, photo_files, rigged_bisenet, tmp_path, astronaut,
+                                            monkeypatch):
     m = ["--model", tiny_model, *FAST]
     out = tmp_path / "out.png"
     r = run_cli("edit", "swap", "--target", photo_files["photo"], "--target-mask", photo_files["mask"],
@@ -367,7 +405,18 @@ def test_cli_swap_hair_of_a_photo_and_parse(run_cli, tiny_model, photo_files, ri
     r = run_cli("edit", "swap", "--target", photo_files["photo"], "--reference", photo_files["ref"],
                 "--reference-mask", photo_files["ref_mask"], *m, "--out", tmp_path / "o.png")
     assert r.code != 0 and r.err.strip().count("\n") == 0 and "--target-mask" in r.err and "79999_iter.pth" in r.err
-    # with a parser (--parser): masks parsed, a JPEG photo written at full resolution
+    # a parser that sees no face (every pixel 'nose'): one line naming the photo, the option and the parser file
+    r = run_cli("edit", "swap", "--target", photo_files["photo"], "--reference", photo_files["ref"], "--parts", "nose",
+                "--parser", rigged_bisenet, *m, "--out", tmp_path / "parsed.jpg")
+    assert r.code == 1 and r.err.strip().count("\n") == 0 and "not a plausible face" in r.err, r.err
+    assert "--target-mask" in r.err and "79999_iter.pth" in r.err and not (tmp_path / "parsed.jpg").exists()
+    r = run_cli("parse", photo_files["photo"], "--parser", rigged_bisenet, "--model", tiny_model, "--out", tmp_path / "m.png")
+    assert r.code == 1 and "not a plausible face" in r.err and "--mask" not in r.err and not (tmp_path / "m.png").exists()
+    r = run_cli("parse", photo_files["photo"], "--parser", tmp_path / "79999_iter.pth", "--model", tiny_model,
+                "--out", tmp_path / "m.png")
+    assert r.code != 0 and "no such file" in r.err and "face-parsing.PyTorch" in r.err
+    # with a parser that sees the face (--parser): masks parsed, a JPEG photo written at full resolution
+    _parse_like_a_face(monkeypatch)
     r = run_cli("edit", "swap", "--target", photo_files["photo"], "--reference", photo_files["ref"], "--parts", "nose",
                 "--parser", rigged_bisenet, *m, "--out", tmp_path / "parsed.jpg")
     assert r.code == 0, r.err

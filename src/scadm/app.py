@@ -33,6 +33,9 @@ from .diffusion.schedule import SAMPLERS, normalize_sampler
 
 __all__ = ["APPLICATIONS", "Editor", "build_page", "serve"]
 
+#: how a mask is given on the page (named where the CLI names --mask)
+PAGE_MASK = "paint it, or upload a mask"
+
 #: the applications of the page, in the order of the paper's figures
 APPLICATIONS = ("reconstruct", "total swap", "partial swap", "interpolation", "noise-based generation", "mixed",
                 "edit with the painted mask")
@@ -68,6 +71,15 @@ class Editor:
         self.work = Path(tempfile.mkdtemp(prefix="scadm-app-"))  # examples and results; removed at exit
         atexit.register(shutil.rmtree, self.work, ignore_errors=True)
         self.examples = self._write_examples(examples)
+
+    @property
+    def knows(self) -> str:
+        """What the model and the page's face parser were trained on, in words (shown under the title)."""
+        domain = self.pipe.cfg.domain or "data it does not record"
+        fp = self.pipe.face_parser
+        parser = (f"; photos without a mask are parsed by {fp.source}" if fp is not None else
+                  "; no face parser for photos, so a photo needs its mask (start the page with --parser 79999_iter.pth)")
+        return domain + parser
 
     # -------------------------------------------------------------- labels and examples
     @property
@@ -112,8 +124,8 @@ class Editor:
         if self.pipe.face_parser is None:
             from .photos import no_parser_error
 
-            raise no_parser_error("the uploaded photo")
-        photo = self.pipe.photo(np.asarray(image)[..., :3], None)
+            raise no_parser_error("the uploaded photo", PAGE_MASK, self.pipe.model_folder)
+        photo = self.pipe.photo(np.asarray(image)[..., :3], None, mask_option=PAGE_MASK)
         return self.label_set.colorize(photo.mask).astype(np.uint8)
 
     @staticmethod
@@ -341,8 +353,8 @@ def build_page(editor: Editor):
 
     with gr.Blocks(title="scadm: semantic face editing") as page:
         gr.Markdown(f"## scadm: edit faces part by part (SCA-DM)\nModel: {editor.pipe.cfg.name}, "
-                    f"{size[0]}x{size[1]} px. Pick or upload a target face and its mask, a reference face for the "
-                    "style, an application, and run.")
+                    f"{size[0]}x{size[1]} px, trained on {editor.knows}. Pick or upload a target face and its "
+                    "mask, a reference face for the style, an application, and run.", elem_id="model-info")
         with gr.Row():
             with gr.Column():
                 gr.Markdown("### Target face")

@@ -348,6 +348,9 @@ class ModelConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     #: free-form: the first stage this model was trained on (path or preset), for information
     autoencoder: Any = None
+    #: what the model was trained on, in words ("scadm synthetic faces", "CelebA-HQ face photos");
+    #: None: not recorded. `scadm info --model` and the web editor show it
+    domain: str | None = None
 
     @property
     def latent_size(self) -> tuple[int, int]:

@@ -522,7 +522,8 @@ def convert_scadm(ckpt: str | Path, out: str | Path, weights: str = "ema", first
     ckpt = Path(ckpt)
     recipe = load_recipe(config)
     arch = Path(str(config)).stem if str(config).endswith((".yaml", ".yml", ".json")) else str(config)
-    cfg = replace(recipe.model, sampling=replace(RELEASED_FID_SAMPLING))
+    cfg = replace(recipe.model, sampling=replace(RELEASED_FID_SAMPLING),
+                  domain=recipe.model.domain or "CelebA-HQ face photos (the SCA-DM authors' training set)")
     target = _OutputFolder(out)
     report = ConversionReport(str(ckpt), str(target.out))
     sd = read_checkpoint(ckpt, "the SCA-DM authors' PyTorch Lightning .ckpt file")

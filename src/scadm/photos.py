@@ -396,16 +396,20 @@ def load_face_parser(spec: Any, label_set: LabelSet = CELEBAMASK_HQ, default_siz
     return FaceParser(spec, label_set, source or type(spec).__name__, default_size, device)
 
 
-def _parser_hint() -> str:
+def _parser_hint(mask_option: str | None = "--mask") -> str:
+    """What to do instead of (or about) parsing: give the mask, or a photo parser and where it comes from."""
     from .models.face_parser import BISENET_SOURCE, BISENET_WEIGHTS
 
-    return (f"pass --mask, or a face parser with --parser {BISENET_WEIGHTS} (or ${PARSER_ENV}); "
+    mask = f"pass the face's mask ({mask_option}), or " if mask_option else ""
+    return (f"{mask}give a face parser trained on photos with --parser {BISENET_WEIGHTS} (or ${PARSER_ENV}); "
             f"{BISENET_WEIGHTS} comes from {BISENET_SOURCE}")
 
 
 def resolve_parser(parser: Any = None, model_folder: str | os.PathLike | None = None) -> tuple[Any, str] | None:
     """Which face parser to use, by one rule: the given one (``--parser``), else ``$SCADM_PARSER``,
-    else the model folder's own ``parser/``, else None. Returns (path or parser object, where it came from)."""
+    else the model folder's own ``parser/`` unless it knows only scadm's synthetic faces (the bundled
+    model's: it runs on a photo only when named with ``--parser``), else None. Returns (path or
+    parser object, where it came from)."""
     if parser is not None:
         return parser, "--parser"
     env = os.environ.get(PARSER_ENV)
@@ -415,18 +419,80 @@ def resolve_parser(parser: Any = None, model_folder: str | os.PathLike | None = 
             raise FileNotFoundError(f"${PARSER_ENV} {p}: no such parser file; {_parser_hint()}")
         return p, f"${PARSER_ENV}"
     if model_folder is not None and (Path(model_folder) / "parser").is_dir():
+        from .models.face_parser import SYNTHETIC_DOMAIN, parser_domain
+
         own = Path(model_folder) / "parser"
         pths = sorted(own.glob("*.pth"))
-        return (pths[0] if pths and not (own / "parser.json").is_file() else own), "the model folder's parser/"
+        spec = pths[0] if pths and not (own / "parser.json").is_file() else own
+        if parser_domain(spec) != SYNTHETIC_DOMAIN:
+            return spec, "the model folder's parser/"
     return None
 
 
-def no_parser_error(what: str = "the photo") -> ValueError:
-    return ValueError(f"{what} needs its mask, or a face parser to parse one, and none is set: {_parser_hint()}")
+#: a parsed face's eyes, nose and mouth must each cover at least this fraction of its skin
+_MIN_PART = 0.002
+
+
+def implausible_face(mask: np.ndarray, box: Box, label_set: LabelSet = CELEBAMASK_HQ) -> str | None:
+    """Why a parsed mask is not a face the model could mean (None: it is plausible).
+
+    Inside the face's square: skin, the eyes (or glasses), the nose and the mouth (or lips) are
+    present, each covering at least 0.2 % of the skin, with the eyes above the nose above the
+    mouth and all three inside the skin's extent. A parser shown what it was not trained on (a
+    synthetic-face parser on a photo, a photo of no face) fails this; a real face passes it.
+    """
+    if "skin" not in label_set.names:
+        return None  # not a face label set: nothing to check against
+    h, w = mask.shape
+    x0, y0, x1, y1 = box.visible(h, w)
+    k = max(1, math.ceil(max(x1 - x0, y1 - y0) / _FRAME_READ))
+    sq = mask[y0:y1:k, x0:x1:k]
+    skin = sq == label_set.index("skin")
+    if skin.sum() < 16:
+        return "no skin around the face"
+    centre = {}
+    for what, names in (("eyes", ("l_eye", "r_eye", "eye_g")), ("nose", ("nose",)), ("mouth", _MOUTH)):
+        sel = np.isin(sq, _class_ids(label_set, names))
+        if sel.sum() < max(1.0, _MIN_PART * skin.sum()):
+            return f"no {what} inside the face"
+        yy, xx = np.nonzero(sel)
+        centre[what] = (yy.mean(), xx.mean())
+    if not centre["eyes"][0] < centre["nose"][0] < centre["mouth"][0]:
+        return "the eyes, nose and mouth are not one above the other"
+    ys, xs = np.nonzero(skin)
+    if not all(ys.min() <= cy <= ys.max() and xs.min() <= cx <= xs.max() for cy, cx in centre.values()):
+        return "the eyes, nose and mouth lie outside the skin"
+    return None
+
+
+def check_parsed_face(mask: np.ndarray, box: Box, parser: str, source: str, label_set: LabelSet = CELEBAMASK_HQ,
+                      mask_option: str | None = "--mask") -> None:
+    """A one-line ValueError when a parsed mask is not a plausible face (:func:`implausible_face`)."""
+    why = implausible_face(mask, box, label_set)
+    if why is not None:
+        raise ValueError(f"{source}: the parsed mask is not a plausible face ({why}; parsed by {parser}), so no edit "
+                         f"of it could mean anything: {_parser_hint(mask_option)}")
+
+
+def no_parser_error(what: str = "the photo", mask_option: str | None = "--mask",
+                    model_folder: str | os.PathLike | None = None) -> ValueError:
+    return ValueError(f"{what} needs its mask, or a face parser to parse one, and none is set"
+                      f"{_synthetic_parser_note(model_folder)}: {_parser_hint(mask_option)}")
+
+
+def _synthetic_parser_note(model_folder: str | os.PathLike | None) -> str:
+    """Why a model folder's own parser was not used (it knows only synthetic faces), or ''."""
+    from .models.face_parser import SYNTHETIC_DOMAIN, parser_domain
+
+    own = Path(model_folder) / "parser" if model_folder is not None else None
+    if own is None or not own.is_dir() or parser_domain(own) != SYNTHETIC_DOMAIN:
+        return ""
+    return f" (the model's own parser knows only {SYNTHETIC_DOMAIN}, not photos; name it with --parser {own} to run it anyway)"
 
 
 def parse_photo(image: np.ndarray, parser: FaceParser, label_set: LabelSet = CELEBAMASK_HQ,
-                framing: Framing = Framing(), passes: int = 3, source: str = "photo") -> tuple[np.ndarray, Box]:
+                framing: Framing = Framing(), passes: int = 3, source: str = "photo",
+                mask_option: str | None = "--mask") -> tuple[np.ndarray, Box]:
     """Parse a photo coarse to fine -> (full-resolution (H, W) id mask, the face's square).
 
     The parser first sees the whole photo (letterboxed into its input square); the face is
@@ -443,8 +509,7 @@ def parse_photo(image: np.ndarray, parser: FaceParser, label_set: LabelSet = CEL
     try:
         box = frame_face(full, label_set, framing, source=source)
     except ValueError:
-        raise ValueError(f"{source}: the parser ({parser.source}) found no face; pass --mask (draw one, or correct "
-                         "`scadm parse`'s), or use another parser") from None
+        raise ValueError(f"{source}: the parser ({parser.source}) found no face; {_parser_hint(mask_option)}") from None
     for _ in range(passes):
         fine = Box(*_parse_square(box, framing))
         _paste_ids(full, parser(crop_image(image, fine, s)), fine)
@@ -524,20 +589,23 @@ def _fit_mask(mask: np.ndarray, shape: tuple[int, int], name: str, source: str =
 
 def prepare_photo(image: PhotoLike, mask: Any = None, *, size: int | Sequence[int],
                   label_set: LabelSet = CELEBAMASK_HQ, parser: Any = None, framing: Framing = Framing(),
-                  name: str = "image") -> Photo:
+                  name: str = "image", mask_option: str = "--mask") -> Photo:
     """Load a photo, take its mask (given, or parsed by `parser`), frame the face and cut it out.
 
     `size`: the model's image size (square). `parser`: a :class:`FaceParser`, a parser path or
-    module; needed only without `mask` (else a one-line error says where to get one).
+    module; needed only without `mask` (else a one-line error says where to get one). A parsed
+    mask that is not a plausible face (:func:`implausible_face`) is a one-line error naming the
+    photo and `mask_option` (the option that gives this photo's mask).
     """
     n = _square_size(size)
     arr, info = load_photo(image, name)
     source = info["source"]
     if mask is None:
         if parser is None:
-            raise no_parser_error(source)
+            raise no_parser_error(source, mask_option)
         fp = load_face_parser(parser, label_set, default_size=n)
-        full, box = parse_photo(arr, fp, label_set, framing, source=source)
+        full, box = parse_photo(arr, fp, label_set, framing, source=source, mask_option=mask_option)
+        check_parsed_face(full, box, fp.source, source, label_set, mask_option=mask_option)
         mask_source = f"parsed by {fp.source}"
     else:
         full = _fit_mask(read_mask(mask, label_set, "mask"), arr.shape[:2], "mask", source)

@@ -272,17 +272,20 @@ class SCADMPipeline:
         h, w = self.image_size
         return max(h, w)
 
-    def photo(self, image: ImageLike, mask: MaskLike | None = None, framing: Framing | None = None) -> Photo:
-        """A photo made ready for this model: mask given or parsed, face framed and cut out (scadm.photos)."""
+    def photo(self, image: ImageLike, mask: MaskLike | None = None, framing: Framing | None = None,
+              mask_option: str = "mask=") -> Photo:
+        """A photo made ready for this model: mask given or parsed, face framed and cut out (scadm.photos).
+        `mask_option`: how the caller gives this photo's mask, named in errors (the CLI's option)."""
         from .photos import no_parser_error, prepare_photo
 
         parser = None
         if mask is None:
             parser = self.face_parser
             if parser is None:
-                raise no_parser_error(str(image) if isinstance(image, (str, Path)) else "the photo")
+                raise no_parser_error(str(image) if isinstance(image, (str, Path)) else "the photo", mask_option,
+                                      self.model_folder)
         return prepare_photo(image, mask, size=self.image_size, label_set=self.label_set, parser=parser,
-                             framing=framing or self.framing)
+                             framing=framing or self.framing, mask_option=mask_option)
 
     def is_photo(self, image: Any, mask: Any) -> bool:
         """A photo rather than a crop: a Photo, an image without a mask, or a file / PIL image not at the model's size."""
@@ -475,8 +478,10 @@ class SCADMPipeline:
                     # the edited parts start from the seed's noise, as an edit from noise does (an inverted x_T
                     # carries the target's own colours there); the rest starts from, and follows, the inversion
                     edited = self.blend_region(source.edited, b)
-                    noise = randn(tuple(x_T.shape), generator=gens, device=self.device, dtype=x_T.dtype)
-                    x_T, keep = torch.lerp(x_T, noise, edited), (edited, inv.trajectory)
+                    keep = (edited, inv.trajectory)
+                    if self._blend_start == "noise":
+                        noise = randn(tuple(x_T.shape), generator=gens, device=self.device, dtype=x_T.dtype)
+                        x_T = torch.lerp(x_T, noise, edited)
             z = sample(
                 model_fn, (b, self.cfg.latent_channels, *latent), prepared, self.schedule,
                 sampler=run.sampler, steps=run.steps, eta=run.eta, x_T=x_T, keep=keep, offsets=offsets,
@@ -507,6 +512,8 @@ class SCADMPipeline:
         return ClassifierFreeGuidance(net, null, s)
 
     # ------------------------------------------------------------------ inversion
+    _blend_start = "noise"
+
     @torch.no_grad()
     def invert(self, source: "Source", options: SamplingOptions, s: float, run: Any = None,
                scheduler_kwargs: dict[str, Any] | None = None) -> Inversion:
@@ -521,7 +528,7 @@ class SCADMPipeline:
         model_fn = self._guided(cond.mask, run.null_condition, s, options.autocast_dtype)
         z0 = self.first_stage.encode(source.image)
         return invert(model_fn, z0, self.model.prepare(cond, self.cfg.latent_size), self.schedule,
-                      sampler=run.sampler, steps=run.steps, exact=run.inversion == "exact" and not run.blend,
+                      sampler=run.sampler, steps=run.steps, exact=run.inversion == "exact" and (not run.blend or self._blend_start != "noise"),
                       scheduler_kwargs=scheduler_kwargs, progress=options.progress)
 
     def blend_region(self, edited: Tensor, batch: int) -> Tensor:

@@ -12,7 +12,7 @@ import typer
 
 from .. import checks
 from .common import UserError, console
-from .options import (Choice, DeviceOpt, InDir, InFile, InFileOrDir, Integer, ModelOpt, Number, OutDir, StepsOpt,
+from .options import (Choice, DeviceOpt, InDir, InFile, Integer, ModelOpt, Number, OutDir, ParserOpt, StepsOpt,
                       checked, shared_options)
 
 if TYPE_CHECKING:
@@ -110,12 +110,11 @@ class _Face:
         from ..pipeline import to_pil
 
         if mask is None and pipe.face_parser is None:
-            from ..photos import _parser_hint
+            from ..photos import no_parser_error
 
-            raise UserError(f"{image_flag} {image}: give {mask_flag}, or a face parser to parse its mask; "
-                            + _parser_hint().replace("pass --mask, or ", ""))
+            raise UserError(str(no_parser_error(f"{image_flag} {image}", mask_flag, pipe.model_folder)))
         if pipe.is_photo(image, mask):
-            self.face = pipe.photo(image, mask)
+            self.face = pipe.photo(image, mask, mask_option=mask_flag)
             self.shown = Image.fromarray(self.face.crop)
             self.mask_shown = _colour(pipe, self.face.crop_mask)
             if self.face.mask_source != "given":
@@ -164,9 +163,10 @@ class PhotoArgs(NamedTuple):
 
 
 _PHOTO_OPTIONS = (
-    ("parser", Optional[Path], InFileOrDir(
-        None, "--parser", help="Face parser for photos given without a mask: face-parsing.PyTorch's BiSeNet "
-        "79999_iter.pth or a `scadm train-parser` folder (default: $SCADM_PARSER, else the model folder's parser/).")),
+    ("parser", Optional[Path], ParserOpt(
+        "Face parser for photos given without a mask: face-parsing.PyTorch's BiSeNet 79999_iter.pth or a `scadm "
+        "train-parser` folder (default: $SCADM_PARSER, else the model folder's parser/ unless it knows only "
+        "synthetic faces).")),
     ("paste_back", bool, typer.Option(
         True, "--paste-back/--no-paste-back", help="Write photos with the edit pasted back at full resolution (only "
         "the edited region changes) and the crop beside them as *_crop; or only the crop.")),

@@ -1,13 +1,15 @@
-"""Model commands: info."""
+"""Model commands: info (what a model knows, or a config's parameter counts)."""
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import typer
 
-from .common import console
+from .common import UserError, console
+from .options import ModelOpt
 
 
 def parameter_report(config: str) -> dict:
@@ -47,11 +49,54 @@ def parameter_report(config: str) -> dict:
     }
 
 
+def model_report(folder) -> dict:
+    """What a model folder knows and how it samples: its config's name, domain and sizes, its sampling
+    and editing defaults, and its own face parser (with what that parser knows)."""
+    from ..config import ModelConfig, from_dict, load_config
+    from ..models.face_parser import parser_domain
+    from ..pipeline import default_model_folder
+
+    folder = folder if folder is not None else default_model_folder()
+    path = folder / "config.json"
+    if not path.is_file():
+        raise UserError(f"--model {folder}: not a scadm model folder (no config.json)")
+    cfg = load_config(from_dict(ModelConfig, json.loads(path.read_text())))
+    own = folder / "parser"
+    s = cfg.sampling
+    return {
+        "model": str(folder), "name": cfg.name, "domain": cfg.domain or "not recorded",
+        "image_size": list(cfg.image_size), "latent_size": list(cfg.latent_size), "labels": cfg.labels
+        if isinstance(cfg.labels, str) else "custom", "conditioning": cfg.conditioning.type,
+        "sampling": f"{s.sampler}, {s.steps} steps, guidance s = {s.guidance_scale} ({s.null_condition} null)",
+        "editing": f"inversion {s.inversion}" + (", the rest of the face kept (blend)" if s.blend else ""),
+        "parser": ({"path": str(own), "domain": parser_domain(own)} if own.is_dir() else None),
+    }
+
+
 def info(
-    config: str = typer.Option(..., "--config", "-c", help="Preset name (e.g. paper-256) or a YAML/JSON file."),
+    config: str = typer.Option(None, "--config", "-c", help="Preset name (e.g. paper-256) or a YAML/JSON file: "
+                               "parameter counts per module."),
+    model: Path = ModelOpt,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Parameter counts per module of a model config."""
+    """What a model knows (--model: its training domain, sizes, defaults and parser; default: the bundled
+    model), or the parameter counts of a config (--config)."""
+    if config is not None and model is not None:
+        raise UserError("give --config (a config's parameter counts) or --model (a model folder), not both")
+    if config is None:
+        report = model_report(model)
+        if as_json:
+            print(json.dumps(report))
+            return
+        parser = report["parser"]
+        lines = [f"model {report['name']} ({report['model']})", f"trained on: {report['domain']}",
+                 f"images {report['image_size'][0]}x{report['image_size'][1]}, latents "
+                 f"{report['latent_size'][0]}x{report['latent_size'][1]}, labels {report['labels']}, "
+                 f"conditioning {report['conditioning']}",
+                 f"sampling: {report['sampling']}", f"editing a given face: {report['editing']}",
+                 "face parser: " + (f"{parser['path']} (knows {parser['domain']})" if parser else "none")]
+        console.print("\n".join(lines), highlight=False, markup=False)
+        return
     report = parameter_report(config)
     if as_json:
         print(json.dumps(report))

@@ -72,6 +72,21 @@ def _file_or_dir(value: Path, name: str) -> Path:
     return checks.input_dir(value, name) if Path(value).is_dir() else checks.input_file(value, name)
 
 
+def _parser_file(value: Path, name: str) -> Path:
+    """A face parser file or folder; when it is not there, the error says where 79999_iter.pth comes from."""
+    try:
+        return _file_or_dir(value, name)
+    except (OSError, ValueError) as exc:
+        from ..photos import _parser_hint
+
+        raise ValueError(f"{checks.one_line(str(exc))}; {_parser_hint(None)}") from None
+
+
+def ParserOpt(help: str) -> Any:  # noqa: A002, N802
+    """--parser: a face parser for photos given without a mask."""
+    return typer.Option(None, "--parser", help=help, callback=checked(_parser_file))
+
+
 def OutFile(default: Any, *decls: str, help: str) -> Any:  # noqa: A002, N802
     """A file to write (not an existing folder; its folder must be creatable)."""
     return typer.Option(default, *decls, help=help, callback=checked(checks.output_file))

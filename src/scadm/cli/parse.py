@@ -9,7 +9,7 @@ import typer
 
 from .. import checks
 from .common import UserError, console
-from .options import DeviceOpt, InFileOrDir, ModelOpt, Number, checked
+from .options import DeviceOpt, ModelOpt, Number, ParserOpt, checked
 
 
 def _png(value: Path, name: str) -> Path:
@@ -23,9 +23,9 @@ def parse_cmd(
                                  callback=checked(checks.input_file, "image file")),
     out: Path = typer.Option(..., "--out", "-o", help="The id mask to write (PNG, the photo's size); a colour "
                              "preview is written beside it as *_color.png.", callback=checked(_png)),
-    parser: Optional[Path] = InFileOrDir(None, "--parser", help="Face parser: face-parsing.PyTorch's BiSeNet "
-                                         "79999_iter.pth or a `scadm train-parser` folder (default: $SCADM_PARSER, "
-                                         "else the model folder's parser/)."),
+    parser: Optional[Path] = ParserOpt("Face parser: face-parsing.PyTorch's BiSeNet 79999_iter.pth or a `scadm "
+                                       "train-parser` folder (default: $SCADM_PARSER, else the model folder's parser/ "
+                                       "unless it knows only synthetic faces)."),
     model: Optional[Path] = ModelOpt,
     frame_scale: float = Number(1.0, "--frame-scale", help="Size of the face's square relative to CelebA-HQ's "
                                 "framing (as for `scadm edit`; only the printed square depends on it).", lo=0.25, hi=4),
@@ -42,7 +42,8 @@ def parse_cmd(
 
     from ..data.layout import save_png
     from ..labels import LabelSet, get_label_set
-    from ..photos import Framing, load_face_parser, load_photo, no_parser_error, parse_photo, resolve_parser
+    from ..photos import (Framing, check_parsed_face, load_face_parser, load_photo, no_parser_error, parse_photo,
+                          resolve_parser)
     from ..pipeline import default_model_folder
 
     colour = out.with_name(out.stem + "_color.png")
@@ -54,7 +55,7 @@ def parse_cmd(
     label_set = LabelSet.from_dict(labels) if isinstance(labels, dict) else get_label_set(labels)
     found = resolve_parser(parser, folder)
     if found is None:
-        raise no_parser_error(str(photo))
+        raise no_parser_error(str(photo), mask_option=None, model_folder=folder)
     spec, where = found
     size = json.loads((folder / "config.json").read_text()).get("image_size", [512])
     import torch
@@ -63,7 +64,8 @@ def parse_cmd(
         fp = load_face_parser(spec, label_set, default_size=int(max(size)), device=device or ("cuda" if torch.cuda.is_available() else "cpu"),
                               source=f"{spec} ({where})")
         image, _ = load_photo(photo, "PHOTO")
-        mask, box = parse_photo(image, fp, label_set, Framing(frame_scale), source=str(photo))
+        mask, box = parse_photo(image, fp, label_set, Framing(frame_scale), source=str(photo), mask_option=None)
+        check_parsed_face(mask, box, fp.source, str(photo), label_set, mask_option=None)
     save_png(mask, out)
     save_png(label_set.colorize(mask).astype(np.uint8), colour)
     h, w = mask.shape

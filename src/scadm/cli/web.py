@@ -8,12 +8,12 @@ from typing import Optional
 import typer
 
 from .common import console
-from .options import DeviceOpt, InFileOrDir, Integer, ModelOpt
+from .options import DeviceOpt, Integer, ModelOpt, ParserOpt
 
 
 def app_cmd(
     model: Optional[Path] = ModelOpt,
-    parser: Optional[Path] = InFileOrDir(None, "--parser", help="Face parser (79999_iter.pth or a parser run folder) "
+    parser: Optional[Path] = ParserOpt("Face parser (79999_iter.pth or a parser run folder) "
                                                               "for photos without a mask; default: the model's own."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to serve on (127.0.0.1: this machine only)."),
     port: int = Integer(7860, "--port", help="Port to serve on.", lo=1, hi=65535),

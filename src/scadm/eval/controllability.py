@@ -433,7 +433,8 @@ class SyntheticBenchmark:
             return dict(partial_swap_success=rate("partial_swap_success", s), partial_swap_per_part=s.breakdown(),
                         partial_swap_preserved=rate("partial_swap_preserved", p),
                         partial_swap_preserved_per_part=p.breakdown(), **means(self.drift),
-                        first_stage_preserved=rate("first_stage_preserved", self.first_stage_preserved))
+                        **({"first_stage_preserved": rate("first_stage_preserved", self.first_stage_preserved)}
+                           if self.first_stage_preserved.trials else {}))
         if name == "partial_swap_all":
             s, p = self.partial_swap(among=None)
             return dict(partial_swap_all_success=rate("partial_swap_all_success", s),

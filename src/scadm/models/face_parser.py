@@ -39,6 +39,10 @@ __all__ = [
 ]
 
 BISENET_WEIGHTS = "79999_iter.pth"
+#: the domain of a parser trained on scadm's own procedural faces: it cannot parse photos
+SYNTHETIC_DOMAIN = "scadm synthetic faces"
+#: the domain of face-parsing.PyTorch's BiSeNet (trained on CelebAMask-HQ photos)
+BISENET_DOMAIN = "CelebAMask-HQ face photos"
 BISENET_SOURCE = "face-parsing.PyTorch (github.com/zllrunning/face-parsing.PyTorch, README: the Google Drive link to 79999_iter.pth)"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -288,6 +292,25 @@ def save_compact_parser(parser: CompactParser, out: str | os.PathLike, info: dic
     meta = {"kind": "compact-parser", "config": parser.config(), **info}
     (out / "parser.json").write_text(json.dumps(meta, indent=2) + "\n")
     return out
+
+
+def dataset_domain(data: str | os.PathLike) -> str:
+    """What a dataset folder holds: scadm's synthetic faces (it has synth.json), else 'photos'."""
+    return SYNTHETIC_DOMAIN if (Path(data) / "synth.json").is_file() else "photos"
+
+
+def parser_domain(spec: str | os.PathLike) -> str:
+    """What a parser file knows: a compact parser's recorded domain (older folders: from their training
+    data's name), a BiSeNet .pth: CelebAMask-HQ photos."""
+    p = Path(spec)
+    folder = p if p.is_dir() else p.parent
+    meta_path = folder / "parser.json"
+    if p.suffix == ".pth" or not meta_path.is_file():
+        return BISENET_DOMAIN
+    meta = json.loads(meta_path.read_text())
+    if "domain" in meta:
+        return str(meta["domain"])
+    return SYNTHETIC_DOMAIN if "synthetic" in str(meta.get("data", "")) else "photos"
 
 
 def _load_compact(folder: Path) -> CompactParser:

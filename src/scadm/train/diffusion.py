@@ -85,7 +85,11 @@ def train_diffusion(
         tc = dataclasses.replace(tc, cache_latents=cache_latents)
     ae_path = resolve_path(autoencoder or tc.autoencoder)
     tc = dataclasses.replace(tc, autoencoder=str(ae_path) if ae_path else None)
+    from ..models.face_parser import dataset_domain
+
     recipe = dataclasses.replace(recipe, training=tc)
+    if recipe.model.domain is None:  # the model knows what its data held
+        recipe = dataclasses.replace(recipe, model=dataclasses.replace(recipe.model, domain=dataset_domain(data)))
     cfg = recipe.model
     out = Path(out)
 

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from ..data.dataset import FaceDataset
 from ..eval.parser import evaluate_parser
-from ..models.face_parser import CompactParser, save_compact_parser
+from ..models.face_parser import CompactParser, dataset_domain, save_compact_parser
 from .loop import fit, pick_device, shuffled_loader
 
 
@@ -72,6 +72,7 @@ def train_parser(
     info = {
         "label_set": train_set.label_set.to_dict(),
         "data": str(Path(data)),
+        "domain": dataset_domain(data),
         "size": list(train_set.size) if train_set.size else None,
         "train": {
             "steps": steps, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "seed": seed,
