@@ -51,8 +51,12 @@ def test_demo_writes_report_and_metrics(run_cli, tiny_model, tmp_path):
     for key in ("reconstruction_success", "total_swap_success", "partial_swap_success", "partial_swap_preserved"):
         assert 0.0 <= metrics[key] <= 1.0
     html = (tmp_path / "demo" / "index.html").read_text()
-    for fig in ("reconstruction.png", "total_swap.png", "partial_swap.png", "interpolation.png", "noise.png", "mixed.png"):
+    for fig in ("reconstruction.png", "total_swap.png", "partial_swap.png", "interpolation.png", "noise.png", "mixed.png",
+                "keep_face.png"):
         assert fig in html and (tmp_path / "demo" / fig).is_file()
+    # the metrics table speaks to people: names, one sentence each, standard errors; then what to try
+    assert "Partial swap, swapped part" in html and "partial_swap_success" not in html and "`" not in html
+    assert "standard error" in html and "scadm app" in html and "79999_iter.pth" in html and "scadm convert" in html
 
 
 def test_demo_figures_swap_parts_that_differ_visibly():

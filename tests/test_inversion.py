@@ -179,6 +179,24 @@ def test_blended_partial_swap_keeps_the_inverted_latent_outside_the_part(pipe, t
     assert int(pipe.blend_region(one, 1).sum()) == (2 * BLEND_MARGIN + 1) ** 2
 
 
+def test_an_edit_of_every_part_keeps_nothing_and_samples_from_noise(pipe, tiny_faces, monkeypatch):
+    """A total swap, blended, has nothing of the target to keep: no inversion is run and the result is the
+    edit from noise; in a batch, a face whose every part is edited starts from its seed's noise."""
+    import scadm.pipeline as P
+
+    (i0, m0, _), (i1, m1, _) = tiny_faces[:2]
+    calls = []
+    real_invert = P.invert
+    monkeypatch.setattr(P, "invert", lambda *a, **k: calls.append(k) or real_invert(*a, **k))
+    kept = pipe.swap((i0, m0), (i1, m1), None, steps=3, seed=4)
+    plain = pipe.swap((i0, m0), (i1, m1), None, steps=3, seed=4, inversion="none")
+    assert calls == [] and torch.equal(kept.tensors, plain.tensors)
+    assert kept.info["inversion"] == "none" and "nothing to keep" in kept.info["inversion_skipped"]
+    every = list(pipe.label_set.names)  # every class, background included: the whole image
+    both = pipe.swap([(i0, m0), (i0, m0)], [(i1, m1), (i1, m1)], [every, ["hair"]], steps=3, seed=4)
+    assert len(calls) == 1 and (both.tensors[0] - plain.tensors[0]).abs().max() < 1e-4
+
+
 def test_edit_mask_frees_where_the_class_changed(pipe, tiny_faces, monkeypatch):
     (i0, m0, _), (_, m1, _) = tiny_faces[:2]
     seen = []
@@ -268,8 +286,6 @@ def _spy(monkeypatch):
 
 @pytest.mark.parametrize("command", list(APPLICATIONS))
 def test_cli_inversion_and_blend_reach_the_sampler(command, run_cli, tiny_model, tiny_faces, tmp_path, monkeypatch):
-    """* blended, exact records no offsets: outside the parts the sample is the inverted latent itself,
-    inside them the edit starts from noise, off the source's trajectory."""
     seen = _spy(monkeypatch)
     args = APPLICATIONS[command](tiny_faces)
     r = run_cli("edit", command, *args, "--out", tmp_path / "a.png", "--model", tiny_model, "--steps", 2,
@@ -284,7 +300,7 @@ def test_cli_inversion_and_blend_reach_the_sampler(command, run_cli, tiny_model,
     seen.clear()
     r = run_cli("edit", command, *args, "--out", tmp_path / "b.png", "--model", tiny_model, "--steps", 2)
     assert r.code == 0, r.err
-    assert seen == [("invert", "ddim", False), ("sample", "ddim", True, False)]  # the default: exact, blended*
+    assert seen == [("invert", "ddim", True), ("sample", "ddim", True, True)]  # the default: exact, blended
     seen.clear()
     r = run_cli("edit", command, *args, "--out", tmp_path / "n.png", "--model", tiny_model, "--steps", 2,
                 "--inversion", "none")
@@ -336,11 +352,11 @@ def test_page_keeps_the_rest_of_the_face(tiny_model, monkeypatch):
     r = editor.run("partial swap", target, editor.editor_value(target_mask), reference, reference_mask, ["hair"],
                    steps=2, keep=True, progress=False)
     solver = editor.pipe.cfg.sampling.sampler  # the model's sampler inverts when it can (this one: ddim)
-    assert solver == "ddim" and seen == [("invert", solver, False), ("sample", solver, True, False)]
+    assert solver == "ddim" and seen == [("invert", solver, True), ("sample", solver, True, True)]
     seen.clear()
     u = editor.run("partial swap", target, editor.editor_value(target_mask), reference, reference_mask, ["hair"],
                    steps=2, sampler="unipc", keep=True, progress=False)
-    assert seen == [("invert", solver, False), ("sample", solver, True, False)]  # unipc cannot invert: the model's
+    assert seen == [("invert", solver, True), ("sample", solver, True, True)]  # unipc cannot invert: the model's
     assert "ddim 2 steps" in u.status
     assert "the rest of the face kept" in r.status
     seen.clear()

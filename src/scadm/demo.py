@@ -144,10 +144,13 @@ def run_demo(out: str | Path, model: str | Path | None = None, steps: int | None
 
 
 def _write_html(path: Path, figs: dict[str, Path], metrics: dict, pipe: SCADMPipeline) -> None:
+    from .eval.reporting import DESCRIPTIONS
+
+    errors = metrics.get("standard_errors", {})
     rows = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{v:.3f}</td></tr>" if isinstance(v, float)
-        else f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
-        for k, v in metrics.items() if not isinstance(v, dict)
+        f"<tr><td>{html.escape(DESCRIPTIONS[k][0])}</td><td>{metrics[k]:.3f}</td>"
+        f"<td>{errors[k]:.3f}</td><td>{html.escape(DESCRIPTIONS[k][1])}</td></tr>"
+        for k in DESCRIPTIONS if isinstance(metrics.get(k), float) and isinstance(errors.get(k), float)
     )
     sections = "".join(
         f"<figure><img src='{figs[name].name}' alt='{name}'><figcaption><b>{name.replace('_', ' ')}</b>: "
@@ -166,7 +169,15 @@ sampler {cfg.sampling.sampler} ({metrics['steps']} steps), guidance s = {cfg.sam
 Rows of each grid: the mask (label colours), the inputs, the result. Faces are held-out synthetic test faces
 (<code>scadm.data.synthetic</code>).</p>
 {sections}
-<h2>Quick metrics</h2><p>Fraction of regions whose generated colour is closer to the style it should have than to
-the alternative (see <code>scadm.eval.controllability</code>; chance is 0.5).</p><table>{rows}</table>
+<h2>Quick metrics</h2><p>On {metrics['n']} held-out synthetic faces (the full benchmark:
+<code>scadm eval synthetic</code>). Rates are fractions (chance is 0.5); the standard error treats each face as one
+sample (<code>scadm.eval.controllability</code>).</p>
+<table><tr><th>measure</th><th>value</th><th>standard error</th><th>what it counts</th></tr>{rows}</table>
+<h2>Try it</h2>
+<pre>scadm app                                            # the web editor, in your browser
+scadm edit swap --target you.jpg --reference them.jpg --parts hair \
+    --parser 79999_iter.pth --out you_with_their_hair.png   # your own photo (parser: see the README)
+scadm convert sca-dm last.ckpt models/sca-dm               # the authors' model, then --model models/sca-dm
+scadm info                                           # what a model and its parser were trained on</pre>
 </body></html>"""
     path.write_text(page)

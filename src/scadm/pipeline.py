@@ -92,11 +92,15 @@ class Face:
 @dataclass
 class Source:
     """A target face for inversion and blending: its image (B, 3, H, W) in [-1, 1], its own
-    conditions (style tokens of its own mask) and the pixels (B, H, W) the edit changes."""
+    conditions (style tokens of its own mask) and the pixels (B, H, W) the edit changes.
+
+    `fresh`: with blending, the edited parts start from the seed's noise instead of the inverted
+    latent (a mix: its reference parts mix with noise, as a mix from a mask does)."""
 
     image: Tensor
     conditions: Conditions
     edited: Tensor
+    fresh: bool = False
 
 
 @dataclass
@@ -465,23 +469,35 @@ class SCADMPipeline:
         prepared = self.model.prepare(cond, latent)
         x_T, keep, offsets, info = None, None, None, {"inversion": run.inversion, "blend": run.blend}
         clip = run.clip_x0
-        extra = regeneration_kwargs(run.sampler) if run.inversion != "none" else {}
+        every = None if source is None else source.edited.flatten(1).all(1)  # faces whose every pixel is edited
+        if run.inversion != "none" and run.blend and bool(every.all()):
+            # every part edited (a total swap): nothing of the target to keep, so it samples from noise
+            info.update(inversion="none", inversion_skipped="every part is edited: nothing to keep")
+        inverting = info["inversion"] != "none"
+        extra = regeneration_kwargs(run.sampler) if inverting else {}
         if clip and run.sampler in ("ddim", "ddpm"):
             extra = {**extra, "clip_sample": True, "clip_sample_range": float(clip)}
         gens = [torch.Generator(self.device).manual_seed(int(x)) for x in seeds]
         try:
-            if run.inversion != "none":
+            if inverting:
                 inv = self.invert(source, o, s, run, scheduler_kwargs=extra).expand(b)
                 x_T, offsets = inv.x_T, inv.offsets
                 info.update(inversion_solver=run.sampler, inversion_evaluations=inv.evaluations)
                 if run.blend:
-                    # the edited parts start from the seed's noise, as an edit from noise does (an inverted x_T
-                    # carries the target's own colours there); the rest starts from, and follows, the inversion
-                    edited = self.blend_region(source.edited, b)
-                    keep = (edited, inv.trajectory)
-                    if self._blend_start == "noise":
-                        noise = randn(tuple(x_T.shape), generator=gens, device=self.device, dtype=x_T.dtype)
-                        x_T = torch.lerp(x_T, noise, edited)
+                    # the edited parts start from the inverted latent too, under the edited conditions (with
+                    # exact's offsets); the rest follows the inversion. A face of a batch whose every part
+                    # is edited keeps nothing, and a fresh source's parts mix with noise: they start from
+                    # the seed's noise, without offsets
+                    region = self.blend_region(source.edited, b)
+                    keep = (region, inv.trajectory)
+                    every = every.expand(b) if every.shape[0] == 1 else every
+                    w = every.to(x_T.dtype)[:, None, None, None]
+                    if source.fresh:
+                        w = torch.maximum(w, region)
+                    if bool(w.any()):
+                        x_T = torch.lerp(x_T, randn(tuple(x_T.shape), generator=gens, device=self.device,
+                                                    dtype=x_T.dtype), w)
+                        offsets = None if offsets is None else [d * (1 - w) for d in offsets]
             z = sample(
                 model_fn, (b, self.cfg.latent_channels, *latent), prepared, self.schedule,
                 sampler=run.sampler, steps=run.steps, eta=run.eta, x_T=x_T, keep=keep, offsets=offsets,
@@ -512,15 +528,11 @@ class SCADMPipeline:
         return ClassifierFreeGuidance(net, null, s)
 
     # ------------------------------------------------------------------ inversion
-    _blend_start = "noise"
-
     @torch.no_grad()
     def invert(self, source: "Source", options: SamplingOptions, s: float, run: Any = None,
                scheduler_kwargs: dict[str, Any] | None = None) -> Inversion:
         """The target's first-stage latent, inverted under its own conditions with the run's solver,
-        steps and guidance (the edit's own eps, so that ``exact``'s offsets close the edit's pass).
-        With blending no offsets are recorded: outside the edited parts the sample is the inverted
-        latent itself, and inside them the edit starts from noise, off the source's trajectory."""
+        steps and guidance (the edit's own eps, so that ``exact``'s offsets close the edit's pass)."""
         run = run or options.resolve(self.cfg.sampling)
         if run.inversion == "none":
             raise ValueError("invert: this run's inversion is 'none'")
@@ -528,7 +540,7 @@ class SCADMPipeline:
         model_fn = self._guided(cond.mask, run.null_condition, s, options.autocast_dtype)
         z0 = self.first_stage.encode(source.image)
         return invert(model_fn, z0, self.model.prepare(cond, self.cfg.latent_size), self.schedule,
-                      sampler=run.sampler, steps=run.steps, exact=run.inversion == "exact" and (not run.blend or self._blend_start != "noise"),
+                      sampler=run.sampler, steps=run.steps, exact=run.inversion == "exact",
                       scheduler_kwargs=scheduler_kwargs, progress=options.progress)
 
     def blend_region(self, edited: Tensor, batch: int) -> Tensor:
@@ -542,9 +554,9 @@ class SCADMPipeline:
         region = region.float()
         return region.expand(batch, -1, -1, -1) if region.shape[0] == 1 else region
 
-    def source(self, x: Tensor, ids: Tensor, tokens: Tensor, edited: Tensor) -> "Source":
+    def source(self, x: Tensor, ids: Tensor, tokens: Tensor, edited: Tensor, fresh: bool = False) -> "Source":
         """A target face for inversion: its image, its own conditions and the pixels the edit changes."""
-        return Source(x, Conditions(mask=self.one_hot(ids), tokens=tokens), edited.bool())
+        return Source(x, Conditions(mask=self.one_hot(ids), tokens=tokens), edited.bool(), fresh)
 
     # ------------------------------------------------------------------ attributes
     @property
@@ -717,7 +729,7 @@ class SCADMPipeline:
         source = None
         if tx is not None:
             source = self.source(tx, ids, self.with_attributes(self.style_tokens(tx, ids), attrs),
-                                  _part_pixels(ids, classes))
+                                 _part_pixels(ids, classes), fresh=True)
         result = self.generate_from_tokens(ids, tokens, opts, source=source)
         return result.with_photos(photos, classes if _per_image(classes) else [classes])
 

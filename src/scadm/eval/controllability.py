@@ -532,12 +532,18 @@ def paired_standard_errors(a: dict[str, Any], b: dict[str, Any]) -> dict[str, fl
     hard for one sampler is hard for the other, so this is smaller than the unpaired
     sqrt(se_a^2 + se_b^2). Rates: the faces as clusters, the difference of the two ratio
     estimators linearised, z_f = (h_af - r_a t_af) / T_a - (h_bf - r_b t_bf) / T_b and
-    se = sqrt(n / (n - 1) sum_f z_f^2); the mIoU ratio: a paired bootstrap over faces."""
+    se = sqrt(n / (n - 1) sum_f z_f^2); the mIoU ratio: a paired bootstrap over faces; means over
+    faces (PSNR, SSIM, drift): the standard error of the per-face differences."""
     out: dict[str, float] = {}
     pa, pb = a.get("per_face", {}), b.get("per_face", {})
     for key in pa.keys() & pb.keys():
         if key == "noise_miou_ratio":
             out[key] = bootstrap_se([np.asarray(pa[key]), np.asarray(pb[key])])
+            continue
+        if pa[key] and not isinstance(pa[key][0], (list, tuple)):  # a mean over faces (PSNR, drift): one value each
+            d = np.asarray(pa[key], dtype=np.float64) - np.asarray(pb[key], dtype=np.float64)
+            d = d[np.isfinite(d)]
+            out[key] = float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else float("nan")
             continue
         index = {f: i for i, f in enumerate(sorted({row[0] for row in pa[key] + pb[key]}))}
 

@@ -25,6 +25,27 @@ RATES = ("reconstruction_success", "total_swap_success", "partial_swap_success",
 #: fidelity means beside the rates (PSNR dB, SSIM, LPIPS, drift in 0..255): the ceiling next to what edits give
 FIDELITY = ("reconstruction_psnr", "reconstruction_ssim", "reconstruction_lpips", "first_stage_psnr", "first_stage_ssim",
             "unedited_drift", "first_stage_drift", "first_stage_preserved")
+#: each figure's name and what it measures, in one sentence (reports for people: the demo's page)
+DESCRIPTIONS = {
+    "reconstruction_success": ("Reconstruction", "regions of a reconstructed face closer in colour to its own style "
+                               "than to another face's"),
+    "total_swap_success": ("Total swap", "regions that took the reference's style rather than keeping the target's"),
+    "partial_swap_success": ("Partial swap, swapped part", "single swapped parts (skin, hair, one eye, lip, cloth) "
+                             "that took the reference's style"),
+    "partial_swap_preserved": ("Partial swap, the rest", "the other regions of the same edits that kept the target's "
+                               "style"),
+    "mixed_success": ("Mixing", "the reference's parts of a mix closer to the reference than to a random face"),
+    "interpolation_monotonic": ("Interpolation", "interpolations whose colour moves steadily from target to reference"),
+    "noise_miou_ratio": ("Noise-based generation", "how well a parser reads the generated masks, relative to real faces"),
+    "reconstruction_psnr": ("Reconstruction PSNR (dB)", "the reconstruction against the input"),
+    "reconstruction_ssim": ("Reconstruction SSIM", "the reconstruction against the input"),
+    "first_stage_psnr": ("First stage PSNR (dB)", "the autoencoder's own encode-decode: the ceiling of any edit"),
+    "first_stage_ssim": ("First stage SSIM", "the autoencoder's own encode-decode: the ceiling of any edit"),
+    "unedited_drift": ("Change outside the edit", "mean change (0-255) of the pixels a partial swap should keep"),
+    "first_stage_drift": ("Autoencoder's change there", "the same measure for the autoencoder alone: the floor"),
+    "first_stage_preserved": ("The rest, autoencoder alone", "'the rest' scored on the autoencoder's encode-decode: "
+                              "the ceiling"),
+}
 SHORT_NAMES = dict(zip(RATES, ("recon", "total", "partial", "preserved", "all", "all kept", "mixed", "interp",
                                "noise ratio")))
 
