@@ -83,9 +83,9 @@ def test_painted_strokes_snap_to_the_palette_and_change_only_where_painted(edito
 @pytest.mark.parametrize("bad, words", [
     ("unknown colour", "(1, 2, 3)"),
     ("wrong size", "give the mask of this face"),
-    ("no mask", "give a mask"),
-    ("no parts", "tick at least one part"),
-    ("no reference", "give a reference face"),
+    ("no mask", "a target mask"),
+    ("no parts", "at least one part (tick it)"),
+    ("no reference", "a reference face"),
     ("bad steps", "steps -1"),
     ("nothing painted", "paint on the target mask first"),
 ])
@@ -151,8 +151,17 @@ def test_generation_from_a_mask_alone_gives_the_crops(editor):
     assert grey < 0.05  # no frame of a placeholder photo around the face
     r = editor.run("mixed", None, mask, reference, reference_mask, ["hair"], n=1, steps=2, progress=False)
     assert len(r.images) == 1
-    with pytest.raises(ValueError, match="give a reference face"):
+    with pytest.raises(ValueError, match="a reference face"):
         editor.run("mixed", None, mask, None, None, ["hair"], steps=2, progress=False)
+
+
+def test_run_with_nothing_chosen_names_everything_missing_at_once(editor):
+    with pytest.raises(ValueError) as err:
+        editor.run("partial swap", None, None, None, None, [], steps=2, progress=False)
+    text = str(err.value)
+    assert text.startswith("partial swap needs") and "\n" not in text
+    for words in ("a target face", "a target mask", "a reference face", "at least one part"):
+        assert words in text, text
 
 
 def test_the_parser_given_to_the_app_is_the_one_it_uses(tiny_model):
@@ -160,3 +169,25 @@ def test_the_parser_given_to_the_app_is_the_one_it_uses(tiny_model):
 
     editor = Editor(tiny_model, parser=DEFAULT_MODEL / "parser", device="cpu", examples=1)
     assert editor.pipe.face_parser is not None
+
+
+def test_a_port_in_use_is_one_line_naming_it(run_cli):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = run_cli("app", "--port", port)
+    assert r.code == 1 and r.err.strip().count("\n") == 0, r.err
+    assert f"port {port}" in r.err and "--port" in r.err and "Traceback" not in r.err
+
+
+def test_small_results_are_shown_enlarged_by_whole_factors():
+    from scadm.app import enlarged
+
+    face = Image.fromarray(np.arange(64 * 64 * 3, dtype=np.uint8).reshape(64, 64, 3))
+    big = enlarged(face)
+    assert big.size == (256, 256) and np.array_equal(np.asarray(big)[::4, ::4], np.asarray(face))
+    photo = Image.new("RGB", (512, 300))
+    assert enlarged(photo) is photo  # large images are shown as they are

@@ -208,12 +208,17 @@ class Editor:
             null_condition=null_condition or None, seed=checks.integer(seed, "seed", lo=0), progress=progress,
         )
         parts = list(parts or [])
-        if application in NEEDS_PARTS and not parts:
-            raise ValueError(f"{application}: tick at least one part")
-        before, after = self.painted_masks(target_mask)
         needs_image = application not in ("noise-based generation", "mixed")
-        if needs_image and target is None:
-            raise ValueError("target face: upload a photo or pick an example face")
+        missing = [what for what, absent in (
+            ("a target face (upload a photo or pick an example face)", needs_image and target is None),
+            ("a target mask (upload one, or pick an example face)",
+             not target_mask or target_mask.get("background") is None),
+            ("a reference face (upload one or pick an example)", application in NEEDS_REFERENCE and reference is None),
+            ("at least one part (tick it)", application in NEEDS_PARTS and not parts),
+        ) if absent]
+        if missing:  # everything at once, before any work
+            raise ValueError(f"{application} needs {'; '.join(missing)}")
+        before, after = self.painted_masks(target_mask)
         target = None if target is None else np.asarray(target)[..., :3]
         if target is not None and target.shape[:2] != before.shape:
             raise ValueError(f"target face is {target.shape[1]}x{target.shape[0]} but its mask "
@@ -349,7 +354,8 @@ def build_page(editor: Editor):
             guidance_scale, null_condition, seed, keep, progress=gr.Progress(track_tqdm=True)):
         r = editor.run(application, target, target_mask, reference, reference_mask, parts, alpha, frames, n,
                        sampler, steps, guidance_scale, null_condition, seed, keep)
-        return r.images, r.images[0][0], r.result_file, r.mask_file, r.status
+        shown = [(enlarged(image), caption) for image, caption in r.images]  # downloads keep the true size
+        return shown, shown[0][0], r.result_file, r.mask_file, r.status
 
     with gr.Blocks(title="scadm: semantic face editing") as page:
         gr.Markdown(f"## scadm: edit faces part by part (SCA-DM)\nModel: {editor.pipe.cfg.name}, "
@@ -423,6 +429,28 @@ def build_page(editor: Editor):
     return page
 
 
+#: results smaller than this are shown enlarged (nearest neighbour, whole factors) so a 64 px face is visible
+DISPLAY_SIDE = 256
+
+
+def enlarged(image: Image.Image) -> Image.Image:
+    """`image` enlarged by the whole factor that brings its longer side nearest DISPLAY_SIDE (never shrunk)."""
+    k = max(1, round(DISPLAY_SIDE / max(image.size)))
+    return image if k == 1 else image.resize((image.width * k, image.height * k), Image.Resampling.NEAREST)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """A one-line error naming the port when another program listens on it (before any model is loaded)."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise ValueError(f"port {port} on {host} is in use ({exc.strerror or exc}); another program (or another "
+                             "scadm app) serves there: stop it, or choose a free port with --port") from None
+
+
 def serve(model: str | Path | None = None, parser: str | Path | None = None, host: str = "127.0.0.1",
           port: int = 7860, max_upload_mb: int = 20, device: str | None = None, block: bool = True,
           printer=print) -> Any:
@@ -431,6 +459,7 @@ def serve(model: str | Path | None = None, parser: str | Path | None = None, hos
         import gradio  # noqa: F401
     except ImportError:
         raise ValueError("the web editor needs gradio: pip install 'scadm[app]'") from None
+    _check_port_free(host, port)
     editor = Editor(model, parser, device)
     page = build_page(editor)
     page.queue(default_concurrency_limit=1, max_size=32)  # one generation at a time
