@@ -191,3 +191,16 @@ def test_small_results_are_shown_enlarged_by_whole_factors():
     assert big.size == (256, 256) and np.array_equal(np.asarray(big)[::4, ::4], np.asarray(face))
     photo = Image.new("RGB", (512, 300))
     assert enlarged(photo) is photo  # large images are shown as they are
+
+
+def test_the_clis_warnings_reach_the_status_line(editor, monkeypatch):
+    """A photo whose face's square leaves the frame warns on the page as the CLI does (once)."""
+    target, mask, reference, reference_mask = _inputs(editor)
+    img = np.asarray(target)
+    cut = img[:, : img.shape[1] * 3 // 4]  # the face's square now leaves the photo on the right
+    ids = editor.mask_ids(mask["background"], "m")[:, : img.shape[1] * 3 // 4]
+    value = editor.editor_value(editor.label_set.colorize(ids).astype(np.uint8))
+    r = editor.run("partial swap", cut, value, reference, reference_mask, ["l_eye"], steps=2, progress=False)
+    assert "warning: " in r.status and "leaves the photo" in r.status
+    said = r.status.split("; warning: ")[1:]
+    assert len(said) == len(set(said))  # each once

@@ -16,9 +16,11 @@ gradio is an optional extra: ``pip install 'scadm[app]'``.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import shutil
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -192,7 +194,23 @@ class Editor:
         `keep` ("keep the rest of the face"): the target face is inverted exactly and the edit
         regenerates only its edited parts (inversion "exact" with latent blending, solved by the chosen
         sampler when it can invert, else the model's, else dpm++); noise-based generation ignores it.
+        Warnings the CLI would print (framing, conversions) end the status line, each once.
         """
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            r = self._run(application, target, target_mask, reference, reference_mask, parts, alpha, frames, n,
+                          sampler, steps, guidance_scale, null_condition, seed, keep, progress)
+        said = list(dict.fromkeys(checks.one_line(str(w.message)) for w in caught
+                                  if issubclass(w.category, UserWarning)))
+        if said:
+            r = dataclasses.replace(r, status=r.status + "; warning: " + "; warning: ".join(said))
+        return r
+
+    def _run(self, application: str, target: np.ndarray | None, target_mask: dict | None,
+             reference: np.ndarray | None, reference_mask: np.ndarray | None, parts: Sequence[str] | None,
+             alpha: float, frames: int, n: int, sampler: str | None, steps: int | None,
+             guidance_scale: float | None, null_condition: str | None, seed: int, keep: bool,
+             progress: bool) -> Result:
         if application not in APPLICATIONS:
             raise ValueError(f"unknown application {application!r}; choose one of {', '.join(APPLICATIONS)}")
         inversion = "none"
