@@ -204,3 +204,15 @@ def test_the_clis_warnings_reach_the_status_line(editor, monkeypatch):
     assert "warning: " in r.status and "leaves the photo" in r.status
     said = r.status.split("; warning: ")[1:]
     assert len(said) == len(set(said))  # each once
+
+
+def test_uploads_go_to_a_private_folder(monkeypatch):
+    import os
+    import stat
+
+    from scadm.app import private_uploads
+
+    monkeypatch.delenv("GRADIO_TEMP_DIR", raising=False)
+    folder = private_uploads()
+    assert os.environ["GRADIO_TEMP_DIR"] == str(folder) and folder.is_dir()
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700  # only this user reads what was uploaded

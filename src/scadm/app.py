@@ -457,6 +457,18 @@ def enlarged(image: Image.Image) -> Image.Image:
     return image if k == 1 else image.resize((image.width * k, image.height * k), Image.Resampling.NEAREST)
 
 
+def private_uploads() -> Path:
+    """A folder only this user can read (0700), removed when the app stops, for gradio's uploads and
+    processed images (``GRADIO_TEMP_DIR``, set before gradio is imported); gradio's default is a
+    shared folder that outlives the app."""
+    import os
+
+    folder = Path(tempfile.mkdtemp(prefix="scadm-app-uploads-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    return folder
+
+
 def _check_port_free(host: str, port: int) -> None:
     """A one-line error naming the port when another program listens on it (before any model is loaded)."""
     import socket
@@ -473,11 +485,12 @@ def serve(model: str | Path | None = None, parser: str | Path | None = None, hos
           port: int = 7860, max_upload_mb: int = 20, device: str | None = None, block: bool = True,
           printer=print) -> Any:
     """Build and launch the page; returns the gradio app (``block=False``: the server runs in a thread)."""
+    _check_port_free(host, port)
+    private_uploads()
     try:
         import gradio  # noqa: F401
     except ImportError:
         raise ValueError("the web editor needs gradio: pip install 'scadm[app]'") from None
-    _check_port_free(host, port)
     editor = Editor(model, parser, device)
     page = build_page(editor)
     page.queue(default_concurrency_limit=1, max_size=32)  # one generation at a time
