@@ -18,7 +18,7 @@ def editor(tiny_model):
 
 def _inputs(editor):
     target, target_mask = editor.example("face 1")
-    reference, reference_mask = editor.example("face 2")
+    reference, reference_mask = editor.example("face 2", "reference")
     return target, editor.editor_value(target_mask), reference, reference_mask
 
 
@@ -216,3 +216,20 @@ def test_uploads_go_to_a_private_folder(monkeypatch):
     folder = private_uploads()
     assert os.environ["GRADIO_TEMP_DIR"] == str(folder) and folder.is_dir()
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700  # only this user reads what was uploaded
+
+
+def test_the_status_says_how_each_mask_was_obtained(editor, tiny_model):
+    from scadm.pipeline import DEFAULT_MODEL
+
+    target, mask, reference, reference_mask = _inputs(editor)
+    r = editor.run("partial swap", target, mask, reference, reference_mask, ["l_eye"], steps=2, progress=False)
+    assert "target mask: the example's own (face 1)" in r.status and "reference mask: the example's own" in r.status
+    editor.uploaded_mask(reference_mask, "reference")
+    painted = _paint(editor, mask, "hair", slice(0, 4), slice(0, 32))
+    r = editor.run("partial swap", target, painted, reference, reference_mask, ["l_eye"], steps=2, progress=False)
+    assert "painted over" in r.status and "reference mask: uploaded" in r.status
+    # a reference photo is parsed like a target (here by a named parser of synthetic faces, on a synthetic face)
+    named = Editor(None, parser=DEFAULT_MODEL / "parser", device="cpu", examples=2)  # the bundled model, 64 px
+    face, _ = named.example("face 2", "reference")
+    named.parse(face, "reference")
+    assert named.mask_source["reference"].startswith("parsed by")

@@ -73,6 +73,8 @@ class Editor:
         self.work = Path(tempfile.mkdtemp(prefix="scadm-app-"))  # examples and results; removed at exit
         atexit.register(shutil.rmtree, self.work, ignore_errors=True)
         self.examples = self._write_examples(examples)
+        #: how each face's mask was obtained, for the status line ("the example's own", "parsed by ...", "uploaded")
+        self.mask_source = {"target": "given", "reference": "given"}
 
     @property
     def knows(self) -> str:
@@ -113,22 +115,30 @@ class Editor:
             out[f"face {k + 1}"] = (img, mask)
         return out
 
-    def example(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """An example face and its colour mask, as the page shows them."""
+    def example(self, name: str, which: str = "target") -> tuple[np.ndarray, np.ndarray]:
+        """An example face and its colour mask, as the page shows them (for the `which` face)."""
         if name not in self.examples:
             raise ValueError(f"unknown example {name!r}; choose one of {', '.join(self.examples)}")
+        self.mask_source[which] = f"the example's own ({name})"
         img, mask = self.examples[name]
         with Image.open(img) as im, Image.open(mask) as m:
             return np.asarray(im.convert("RGB")), np.asarray(m.convert("RGB"))
 
-    def parse(self, image: np.ndarray) -> np.ndarray:
-        """The colour mask of an uploaded photo, parsed by the pipeline's face parser (the real-photo path)."""
+    def parse(self, image: np.ndarray, which: str = "target") -> np.ndarray:
+        """The colour mask of an uploaded photo (the `which` face), parsed by the pipeline's face parser."""
         if self.pipe.face_parser is None:
             from .photos import no_parser_error
 
-            raise no_parser_error("the uploaded photo", PAGE_MASK, self.pipe.model_folder)
+            raise no_parser_error(f"the uploaded {which} photo", PAGE_MASK, self.pipe.model_folder)
         photo = self.pipe.photo(np.asarray(image)[..., :3], None, mask_option=PAGE_MASK)
+        self.mask_source[which] = photo.mask_source  # "parsed by ..."
         return self.label_set.colorize(photo.mask).astype(np.uint8)
+
+    def uploaded_mask(self, mask: np.ndarray, which: str = "target") -> np.ndarray:
+        """An uploaded mask (palette colours or an id map) as the page's colour mask; checked like the CLI's."""
+        ids = self.mask_ids(mask, f"{which} mask")
+        self.mask_source[which] = "uploaded"
+        return self.label_set.colorize(ids).astype(np.uint8)
 
     @staticmethod
     def editor_value(mask_rgb: np.ndarray | None) -> dict | None:
@@ -141,7 +151,8 @@ class Editor:
     def mask_ids(self, mask: np.ndarray | None, what: str) -> np.ndarray:
         """A colour mask (H, W, 3|4) in the palette, or an id map (H, W), as class ids; unknown colours are an error."""
         if mask is None:
-            raise ValueError(f"{what}: give a mask (upload one, pick an example face, or parse the photo)")
+            raise ValueError(f"{what}: give a mask (upload one, pick an example face, or upload a photo with a face "
+                             "parser running)")
         from .data.layout import ids_from_rgb
         from .photos import read_mask
 
@@ -286,8 +297,12 @@ class Editor:
             captions = ["with the painted mask"]
         images = r.photos or r.images
         used = after if application in ("edit with the painted mask", "noise-based generation", "mixed") else before
+        painted = ", painted over" if not np.array_equal(before, after) else ""
+        masks = f"target mask: {self.mask_source['target']}{painted}"
+        if ref is not None:
+            masks += f"; reference mask: {self.mask_source['reference']}"
         return self._result(application, r, images, captions, used, sampling,
-                            f"{photo.mask_source} mask, face square {photo.box.side} px")
+                            f"{masks}; face square {photo.box.side} px")
 
     def _result(self, application: str, r: Any, images: list, captions: list[str], mask: np.ndarray,
                 sampling: SamplingOptions, note: str) -> Result:
@@ -350,18 +365,21 @@ def build_page(editor: Editor):
         return img, editor.editor_value(mask)
 
     def pick_reference(name):
-        return editor.example(name)
+        return editor.example(name, "reference")
 
     def parse_target(image):
         if image is None:
             return None
         return editor.editor_value(editor.parse(image))
 
+    def parse_reference(image):
+        return None if image is None else editor.parse(image, "reference")
+
+    def upload_reference_mask(mask):
+        return None if mask is None else editor.uploaded_mask(mask, "reference")
+
     def upload_mask(mask):
-        if mask is None:
-            return None
-        ids = editor.mask_ids(mask, "target mask")
-        return editor.editor_value(ls.colorize(ids).astype(np.uint8))
+        return None if mask is None else editor.editor_value(editor.uploaded_mask(mask, "target"))
 
     def brush_for(name):
         colour = editor.palette[ls.names.index(name)]
@@ -440,6 +458,8 @@ def build_page(editor: Editor):
         ref_pick.change(guarded(pick_reference), ref_pick, [reference, reference_mask])
         target.upload(guarded(parse_target), target, target_mask)
         target_upload.upload(guarded(upload_mask), target_upload, target_mask)
+        reference.upload(guarded(parse_reference), reference, reference_mask)
+        reference_mask.upload(guarded(upload_reference_mask), reference_mask, reference_mask)
         brush_class.change(guarded(brush_for), brush_class, target_mask)
         go.click(guarded(run), [application, target, target_mask, reference, reference_mask, parts, alpha, frames, n,
                                 sampler, steps, guidance_scale, null_condition, seed, keep],
