@@ -233,3 +233,49 @@ def test_the_status_says_how_each_mask_was_obtained(editor, tiny_model):
     face, _ = named.example("face 2", "reference")
     named.parse(face, "reference")
     assert named.mask_source["reference"].startswith("parsed by")
+
+
+def _png_declaring(width: int, height: int) -> bytes:
+    """A tiny PNG whose header declares width x height pixels (its data is one empty row: never decoded)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00")) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("kind, words", [
+    ("not an image", "not an image file"),
+    ("truncated", "truncated or corrupt"),
+    ("declares 10000 x 10000", "decompression bomb"),
+])
+def test_a_bad_upload_is_one_line_before_decoding(editor, tmp_path, kind, words):
+    import time
+
+    good = tmp_path / "face.png"
+    Image.fromarray(editor.example("face 1")[0]).save(good)
+    path = tmp_path / "upload.png"
+    if kind == "not an image":
+        path.write_text("hello, I am a text file")
+    elif kind == "truncated":
+        path.write_bytes(good.read_bytes()[:200])
+    else:
+        path.write_bytes(_png_declaring(10_000, 10_000))
+    t0 = time.perf_counter()
+    for read in (lambda: editor.uploaded_photo(path), lambda: editor.uploaded_mask(path)):
+        with pytest.raises(ValueError) as err:
+            read()
+        text = str(err.value)
+        assert words in text and "upload.png" in text and str(tmp_path) not in text and "\n" not in text, text
+    assert time.perf_counter() - t0 < 5  # refused, not decoded
+    assert editor.uploaded_photo(good).shape == (32, 32, 3)  # a good upload after a bad one works
+
+
+def test_an_uploaded_mask_of_unknown_colours_is_refused(editor, tmp_path):
+    path = tmp_path / "mask.png"
+    Image.fromarray(np.full((32, 32, 3), (1, 2, 3), np.uint8)).save(path)
+    with pytest.raises(ValueError, match=r"\(1, 2, 3\)"):
+        editor.uploaded_mask(path)

@@ -175,3 +175,33 @@ def test_partial_swap_of_one_eye_then_a_painted_mask_edit(server, browser):
     hair = editor.label_set.names.index("hair")
     assert (new_mask == hair).sum() > (ids == hair).sum(), "the painted hair did not reach the generation mask"
     assert edited.shape == target.shape
+
+
+def test_a_bad_upload_and_a_photo_without_a_parser_say_so_on_the_page(server, browser, tmp_path):
+    """A text file uploaded as the target photo: the CLI's one line on the page and the page still works;
+    a real photo (scikit-image's astronaut) with the bundled model, which has no parser for photos: it is
+    shown, and the page says why its mask was not parsed and where a parser comes from."""
+    import importlib.util
+
+    from selenium.webdriver.common.by import By
+
+    editor, url = server
+    browser.get(url)
+    _wait(lambda: browser.find_element(By.ID, "run"), what="the page to load")
+    bad = tmp_path / "notes.png"
+    bad.write_text("not a picture")
+    upload = _wait(lambda: browser.find_element(By.CSS_SELECTOR, "#target-file input[type=file]"), what="the upload")
+    upload.send_keys(str(bad))
+    _wait(lambda: "not an image file" in browser.page_source, what="the bad upload's message")
+    assert "UnidentifiedImageError" not in browser.page_source and "Could not preprocess" not in browser.page_source
+    _shot(browser, "5-bad-upload.png")
+    spec = importlib.util.find_spec("skimage")
+    photo = tmp_path / "astronaut.png"
+    Image.open(Path(spec.origin).parent / "data" / "astronaut.png").convert("RGB").save(photo)
+    browser.get(url)  # a fresh page: the same server keeps serving after the bad upload
+    upload = _wait(lambda: browser.find_element(By.CSS_SELECTOR, "#target-file input[type=file]"), what="the upload")
+    upload.send_keys(str(photo))
+    _wait(lambda: "knows only scadm synthetic faces" in browser.page_source, what="the no-parser message")
+    assert "79999_iter.pth" in browser.page_source
+    _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#target-image img"), what="the uploaded photo")
+    _shot(browser, "6-photo-without-parser.png")

@@ -134,11 +134,26 @@ class Editor:
         self.mask_source[which] = photo.mask_source  # "parsed by ..."
         return self.label_set.colorize(photo.mask).astype(np.uint8)
 
-    def uploaded_mask(self, mask: np.ndarray, which: str = "target") -> np.ndarray:
-        """An uploaded mask (palette colours or an id map) as the page's colour mask; checked like the CLI's."""
-        ids = self.mask_ids(mask, f"{which} mask")
+    def uploaded_mask(self, mask: np.ndarray | str | Path, which: str = "target") -> np.ndarray:
+        """An uploaded mask (a file or an array: palette colours or an id map) as the page's colour mask,
+        read and checked by the CLI's rule (a file is refused before decoding when it is too large)."""
+        if isinstance(mask, (str, Path)):
+            from .photos import read_mask
+
+            name = f"the uploaded {which} mask {Path(mask).name}"
+            ids = _as_upload(lambda: read_mask(mask, self.label_set, name), mask, name)
+        else:
+            ids = self.mask_ids(mask, f"{which} mask")
         self.mask_source[which] = "uploaded"
         return self.label_set.colorize(ids).astype(np.uint8)
+
+    def uploaded_photo(self, path: str | Path, which: str = "target") -> np.ndarray:
+        """An uploaded photo file as (H, W, 3) uint8, read as the CLI reads photos: not an image, truncated, or
+        a small file declaring a huge size is a one-line error before any decoding of pixels."""
+        from .photos import load_photo
+
+        name = f"the uploaded {which} photo {Path(path).name}"
+        return _as_upload(lambda: load_photo(path, name)[0], path, name)
 
     @staticmethod
     def editor_value(mask_rgb: np.ndarray | None) -> dict | None:
@@ -367,19 +382,41 @@ def build_page(editor: Editor):
     def pick_reference(name):
         return editor.example(name, "reference")
 
-    def parse_target(image):
-        if image is None:
+    def shown(fn):
+        """Run an upload handler; its warnings (conversions, framing) become toasts on the page."""
+        def call(*args):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                out = fn(*args)
+            for text in dict.fromkeys(checks.one_line(str(w.message)) for w in caught
+                                      if issubclass(w.category, UserWarning)):
+                gr.Warning(text)
+            return out
+
+        return call
+
+    def parsed(image, which):
+        """The photo's parsed mask, or None with the reason shown (no parser, or no plausible face)."""
+        try:
+            return editor.parse(image, which)
+        except ValueError as exc:
+            gr.Warning(checks.one_line(str(exc)))
             return None
-        return editor.editor_value(editor.parse(image))
 
-    def parse_reference(image):
-        return None if image is None else editor.parse(image, "reference")
+    def upload_target(path):
+        image = editor.uploaded_photo(path, "target")
+        mask = parsed(image, "target")
+        return image, None if mask is None else editor.editor_value(mask)
 
-    def upload_reference_mask(mask):
-        return None if mask is None else editor.uploaded_mask(mask, "reference")
+    def upload_reference(path):
+        image = editor.uploaded_photo(path, "reference")
+        return image, parsed(image, "reference")
 
-    def upload_mask(mask):
-        return None if mask is None else editor.editor_value(editor.uploaded_mask(mask, "target"))
+    def upload_reference_mask(path):
+        return editor.uploaded_mask(path, "reference")
+
+    def upload_mask(path):
+        return editor.editor_value(editor.uploaded_mask(path, "target"))
 
     def brush_for(name):
         colour = editor.palette[ls.names.index(name)]
@@ -402,10 +439,12 @@ def build_page(editor: Editor):
                 gr.Markdown("### Target face")
                 target_pick = gr.Radio(list(editor.examples), label="Example target", elem_id="target-example")
                 target = gr.Image(label="Target face", type="numpy", image_mode="RGB", elem_id="target-image",
-                                  sources=["upload", "clipboard"], format="png")
-                target_upload = gr.Image(label="Upload a target mask (id map or palette colours)", type="numpy",
-                                         image_mode="RGB", sources=["upload"], elem_id="target-mask-upload",
-                                         format="png")
+                                  sources=[], interactive=False, format="png")
+                # uploads are files read by the CLI's rules, so a bad or hostile one is refused before decoding
+                target_file = gr.File(label="Upload a target photo (parsed when a face parser runs)",
+                                      type="filepath", file_types=["image"], elem_id="target-file", height=60)
+                target_upload = gr.File(label="Upload a target mask (id map or palette colours)", type="filepath",
+                                        file_types=["image"], elem_id="target-mask-upload", height=60)
             with gr.Column():
                 gr.Markdown("### Target mask (paint to edit)")
                 brush_class = gr.Dropdown(list(ls.names), value="hair", label="Brush class", elem_id="brush-class")
@@ -420,9 +459,13 @@ def build_page(editor: Editor):
                 gr.Markdown("### Reference face")
                 ref_pick = gr.Radio(list(editor.examples), label="Example reference", elem_id="reference-example")
                 reference = gr.Image(label="Reference face", type="numpy", image_mode="RGB", elem_id="reference-image",
-                                     format="png")
-                reference_mask = gr.Image(label="Reference mask", type="numpy", image_mode="RGB",
-                                          elem_id="reference-mask", format="png")
+                                     sources=[], interactive=False, format="png")
+                reference_mask = gr.Image(label="Reference mask", type="numpy", image_mode="RGB", sources=[],
+                                          interactive=False, elem_id="reference-mask", format="png")
+                reference_file = gr.File(label="Upload a reference photo", type="filepath", file_types=["image"],
+                                         elem_id="reference-file", height=60)
+                reference_mask_file = gr.File(label="Upload a reference mask", type="filepath", file_types=["image"],
+                                              elem_id="reference-mask-file", height=60)
         with gr.Row():
             with gr.Column():
                 application = gr.Radio(list(APPLICATIONS), value="partial swap", label="Application",
@@ -456,15 +499,28 @@ def build_page(editor: Editor):
 
         target_pick.change(guarded(pick), target_pick, [target, target_mask])
         ref_pick.change(guarded(pick_reference), ref_pick, [reference, reference_mask])
-        target.upload(guarded(parse_target), target, target_mask)
-        target_upload.upload(guarded(upload_mask), target_upload, target_mask)
-        reference.upload(guarded(parse_reference), reference, reference_mask)
-        reference_mask.upload(guarded(upload_reference_mask), reference_mask, reference_mask)
+        target_file.upload(guarded(shown(upload_target)), target_file, [target, target_mask])
+        target_upload.upload(guarded(shown(upload_mask)), target_upload, target_mask)
+        reference_file.upload(guarded(shown(upload_reference)), reference_file, [reference, reference_mask])
+        reference_mask_file.upload(guarded(shown(upload_reference_mask)), reference_mask_file, reference_mask)
         brush_class.change(guarded(brush_for), brush_class, target_mask)
         go.click(guarded(run), [application, target, target_mask, reference, reference_mask, parts, alpha, frames, n,
                                 sampler, steps, guidance_scale, null_condition, seed, keep],
                  [gallery, result, result_file, mask_file, status], concurrency_limit=1)
     return page
+
+
+def _as_upload(read: Any, path: str | Path, name: str) -> Any:
+    """`read()`, with the upload's temporary path replaced by `name` in its errors and warnings."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            out = read()
+        except (OSError, ValueError) as exc:
+            raise ValueError(checks.one_line(str(exc)).replace(str(path), name)) from None
+    for w in caught:  # re-raised with the upload's name, for the page to show
+        warnings.warn(str(w.message).replace(str(path), name), w.category, stacklevel=2)
+    return out
 
 
 #: results smaller than this are shown enlarged (nearest neighbour, whole factors) so a 64 px face is visible
