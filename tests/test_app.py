@@ -25,7 +25,7 @@ def _inputs(editor):
 def _paint(editor, value, name, rows, cols):
     """A stroke of class `name` over rows x cols, as the editor's composite gives it (slightly off-palette)."""
     composite = np.array(value["background"], copy=True)
-    r, g, b = editor.label_set.colors[editor.label_set.names.index(name)]
+    r, g, b = editor.shown.colors[editor.label_set.names.index(name)]  # the page's display colours
     composite[rows, cols] = (min(r + 3, 255), max(g - 2, 0), b)  # a stroke's colour is near, not on, the palette
     return {**value, "composite": composite}
 
@@ -69,7 +69,7 @@ def test_painted_strokes_snap_to_the_palette_and_change_only_where_painted(edito
     _, mask, _, _ = _inputs(editor)
     painted = _paint(editor, mask, "hair", slice(2, 6), slice(4, 20))
     blend = painted["composite"]
-    blend[7, 4:20] = (blend[7, 4:20].astype(int) + np.array(editor.label_set.colors[1])) // 2  # an anti-aliased edge
+    blend[7, 4:20] = (blend[7, 4:20].astype(int) + np.array(editor.shown.colors[1])) // 2  # an anti-aliased edge
     before, after = editor.painted_masks(painted)
     hair = editor.label_set.names.index("hair")
     assert (after[2:6, 4:20] == hair).all()
@@ -199,11 +199,33 @@ def test_the_clis_warnings_reach_the_status_line(editor, monkeypatch):
     img = np.asarray(target)
     cut = img[:, : img.shape[1] * 3 // 4]  # the face's square now leaves the photo on the right
     ids = editor.mask_ids(mask["background"], "m")[:, : img.shape[1] * 3 // 4]
-    value = editor.editor_value(editor.label_set.colorize(ids).astype(np.uint8))
+    value = editor.editor_value(editor.shown.colorize(ids).astype(np.uint8))
     r = editor.run("partial swap", cut, value, reference, reference_mask, ["l_eye"], steps=2, progress=False)
     assert "warning: " in r.status and "leaves the photo" in r.status
     said = r.status.split("; warning: ")[1:]
     assert len(said) == len(set(said))  # each once
+
+
+def test_the_page_shows_19_colours_far_apart_and_files_keep_the_official_ones(editor, tmp_path):
+    from scadm.labels import CELEBAMASK_HQ
+
+    shown = np.asarray(editor.shown.colors, dtype=float)
+    d = np.sqrt(((shown[:, None] - shown[None]) ** 2).sum(-1)) + np.eye(len(shown)) * 1e9
+    official = np.asarray(CELEBAMASK_HQ.colors, dtype=float)
+    d0 = np.sqrt(((official[:, None] - official[None]) ** 2).sum(-1)) + np.eye(len(official)) * 1e9
+    assert len(shown) == 19 and d.min() >= 55 and d.min() > d0.min()  # every pair further apart than the official closest
+    assert all(c in editor.legend_html() for c in editor.palette)
+    target, mask, reference, reference_mask = _inputs(editor)
+    r = editor.run("partial swap", target, mask, reference, reference_mask, ["l_eye"], steps=2, progress=False)
+    downloaded = np.asarray(Image.open(r.mask_file).convert("RGB"))
+    from scadm.data.layout import ids_from_rgb
+
+    assert np.array_equal(ids_from_rgb(downloaded, CELEBAMASK_HQ, "download"),
+                          editor.mask_ids(mask["background"], "shown"))  # the download is official colours
+    # an uploaded official-colour mask is read by the CLI's rule and shown in the page's colours
+    path = tmp_path / "official.png"
+    Image.fromarray(downloaded).save(path)
+    assert np.array_equal(editor.mask_ids(editor.uploaded_mask(path), "shown"), editor.mask_ids(mask["background"], "s"))
 
 
 def test_uploads_go_to_a_private_folder(monkeypatch):

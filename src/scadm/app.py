@@ -35,6 +35,25 @@ from .diffusion.schedule import SAMPLERS, normalize_sampler
 
 __all__ = ["APPLICATIONS", "Editor", "build_page", "serve"]
 
+#: the page's display colours for CelebAMask-HQ's classes: 19 colours at least 68 apart in RGB (mostly Kelly's
+#: colours of maximum contrast), where the official palette gives skin and r_ear nearly the same red and l_eye,
+#: hair and l_lip blues. Only the page shows them: every file in or out (uploads, downloads, CLI) is official
+DISPLAY_COLORS = {
+    "background": (0, 0, 0), "skin": (249, 147, 121), "nose": (190, 0, 50), "eye_g": (132, 132, 130),
+    "l_eye": (0, 103, 165), "r_eye": (161, 202, 241), "l_brow": (200, 0, 200), "r_brow": (43, 61, 38),
+    "l_ear": (246, 166, 0), "r_ear": (141, 182, 0), "mouth": (96, 78, 151), "u_lip": (179, 68, 108),
+    "l_lip": (255, 0, 128), "hair": (136, 45, 23), "hat": (255, 240, 0), "ear_r": (0, 200, 200),
+    "neck_l": (242, 243, 244), "neck": (226, 88, 34), "cloth": (0, 136, 86),
+}
+
+
+def display_label_set(label_set: Any) -> Any:
+    """The label set with the page's display colours (its own colours for classes the page has none for)."""
+    if not all(n in DISPLAY_COLORS for n in label_set.names):
+        return label_set
+    return dataclasses.replace(label_set, colors=tuple(DISPLAY_COLORS[n] for n in label_set.names))
+
+
 #: how a mask is given on the page (named where the CLI names --mask)
 PAGE_MASK = "paint it, or upload a mask"
 
@@ -69,7 +88,8 @@ class Editor:
         from .pipeline import SCADMPipeline
 
         self.pipe = SCADMPipeline.from_pretrained(model, device=device, parser=parser)
-        self.label_set = self.pipe.label_set
+        self.label_set = self.pipe.label_set  # files: the official colours
+        self.shown = display_label_set(self.label_set)  # the page: colours far apart
         self.work = Path(tempfile.mkdtemp(prefix="scadm-app-"))  # examples and results; removed at exit
         atexit.register(shutil.rmtree, self.work, ignore_errors=True)
         self.examples = self._write_examples(examples)
@@ -92,7 +112,7 @@ class Editor:
 
     @property
     def palette(self) -> list[str]:
-        return [_rgb(c) for c in self.label_set.colors]
+        return [_rgb(c) for c in self.shown.colors]
 
     def legend_html(self) -> str:
         cells = "".join(
@@ -121,8 +141,11 @@ class Editor:
             raise ValueError(f"unknown example {name!r}; choose one of {', '.join(self.examples)}")
         self.mask_source[which] = f"the example's own ({name})"
         img, mask = self.examples[name]
-        with Image.open(img) as im, Image.open(mask) as m:
-            return np.asarray(im.convert("RGB")), np.asarray(m.convert("RGB"))
+        from .photos import read_mask
+
+        with Image.open(img) as im:
+            face = np.asarray(im.convert("RGB"))
+        return face, self.shown.colorize(read_mask(mask, self.label_set, name)).astype(np.uint8)
 
     def parse(self, image: np.ndarray, which: str = "target") -> np.ndarray:
         """The colour mask of an uploaded photo (the `which` face), parsed by the pipeline's face parser."""
@@ -132,7 +155,7 @@ class Editor:
             raise no_parser_error(f"the uploaded {which} photo", PAGE_MASK, self.pipe.model_folder)
         photo = self.pipe.photo(np.asarray(image)[..., :3], None, mask_option=PAGE_MASK)
         self.mask_source[which] = photo.mask_source  # "parsed by ..."
-        return self.label_set.colorize(photo.mask).astype(np.uint8)
+        return self.shown.colorize(photo.mask).astype(np.uint8)
 
     def uploaded_mask(self, mask: np.ndarray | str | Path, which: str = "target") -> np.ndarray:
         """An uploaded mask (a file or an array: palette colours or an id map) as the page's colour mask,
@@ -145,7 +168,7 @@ class Editor:
         else:
             ids = self.mask_ids(mask, f"{which} mask")
         self.mask_source[which] = "uploaded"
-        return self.label_set.colorize(ids).astype(np.uint8)
+        return self.shown.colorize(ids).astype(np.uint8)
 
     def uploaded_photo(self, path: str | Path, which: str = "target") -> np.ndarray:
         """An uploaded photo file as (H, W, 3) uint8, read as the CLI reads photos: not an image, truncated, or
@@ -172,8 +195,8 @@ class Editor:
         from .photos import read_mask
 
         arr = np.asarray(mask)
-        if arr.ndim == 3:  # the page's images are RGB: palette colours, or an id map saved as RGB
-            arr = ids_from_rgb(arr[..., :3], self.label_set, what)
+        if arr.ndim == 3:  # the page's images are RGB: display colours, or an id map saved as RGB
+            arr = ids_from_rgb(arr[..., :3], self.shown, what)
         return read_mask(arr, self.label_set, what)
 
     def painted_masks(self, value: dict | None) -> tuple[np.ndarray, np.ndarray]:
@@ -201,7 +224,7 @@ class Editor:
             composite = (composite[..., :3] * a + background * (1 - a)).round()
         painted = (np.asarray(composite)[..., :3].astype(np.int32) != background.astype(np.int32)).any(-1)
         if painted.any():
-            palette = np.asarray(self.label_set.colors, dtype=np.int32)  # (C, 3)
+            palette = np.asarray(self.shown.colors, dtype=np.int32)  # (C, 3)
             rgb = np.asarray(composite)[painted][:, :3].astype(np.int32)
             d2 = ((rgb[:, None, :] - palette[None]) ** 2).sum(-1)
             nearest, close = d2.argmin(1), d2.min(1) <= 24 ** 2
