@@ -98,3 +98,18 @@ def test_the_api_and_the_page_say_the_same(astronaut, synthetic_mask):
     editor = Editor(None, device="cpu", examples=1, parser=BUNDLED_PARSER)
     with pytest.raises(ValueError, match="not a plausible face"):
         editor.parse(photo)
+
+
+def test_swapping_a_part_the_target_lacks_says_so(run_cli, tmp_path):
+    from scadm.data.synthetic import render_face
+
+    f, g = render_face(1_000_000, size=64), render_face(1_000_001, size=64)
+    assert not (f.label == 14).any()  # this face wears no hat
+    for name, face in (("t", f), ("r", g)):
+        Image.fromarray(face.image).save(tmp_path / f"{name}.png")
+        Image.fromarray(face.label).save(tmp_path / f"{name}_mask.png")
+    r = run_cli("edit", "swap", "--target", tmp_path / "t.png", "--target-mask", tmp_path / "t_mask.png",
+                "--reference", tmp_path / "r.png", "--reference-mask", tmp_path / "r_mask.png", "--parts", "hat,hair",
+                "--steps", "2", "--out", tmp_path / "o.png")
+    assert r.code == 0, r.err
+    assert "warning: the target has no hat in its mask, so that part is not edited" in r.err

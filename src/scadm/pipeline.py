@@ -81,6 +81,10 @@ BLEND_MARGIN = 1
 # ---------------------------------------------------------------------------
 # Inputs and outputs
 # ---------------------------------------------------------------------------
+class EditWarning(UserWarning):
+    """An edit asked for something the inputs cannot give (a part the target does not have)."""
+
+
 @dataclass
 class Face:
     """An image and its semantic mask (class ids in the model's label set); without a mask it is parsed."""
@@ -643,6 +647,7 @@ class SCADMPipeline:
         own = self.style_tokens(tx, tids)
         tokens = self.with_attributes(swap_tokens(own, self.style_tokens(rx, rids), classes, self.token_classes), attrs)
         opts = _sampling(sampling, overrides)
+        self._warn_absent_parts(tids, classes, "target")
         source = self.source(tx, tids, self.with_attributes(own, attrs), _part_pixels(tids, classes))
         result = self.generate_from_tokens(tids, tokens, opts, source=source)
         result.info["parts"] = classes
@@ -780,6 +785,19 @@ class SCADMPipeline:
         result.info["mixed_mask"] = mixed[0].cpu().numpy().astype(np.uint8)
         return result.with_photos([photo], [None])
 
+
+    def _warn_absent_parts(self, ids: Tensor, classes: Any, what: str) -> None:
+        """An EditWarning naming the asked-for parts a face does not have (nothing of them can change)."""
+        if classes is None:
+            return
+        rows = classes if _per_image(classes) else [classes] * ids.shape[0]
+        for i, (m, row) in enumerate(zip(ids, rows)):
+            absent = [self.label_set.names[c] for c in row if not bool((m == c).any())]
+            if absent:
+                face = f"{what} {i + 1}" if ids.shape[0] > 1 else f"the {what}"
+                warnings.warn(f"{face} has no {', '.join(absent)} in its mask, so "
+                              f"{'that part is' if len(absent) == 1 else 'those parts are'} not edited "
+                              "(edit its mask to add a part)", EditWarning, stacklevel=3)
 
     # ------------------------------------------------------------------ batching helpers
     def _batch(self, images: Any, masks: Any) -> tuple[Tensor, Tensor, list[Photo | None]]:
