@@ -476,8 +476,9 @@ def check_parsed_face(mask: np.ndarray, box: Box, parser: str, source: str, labe
 
 def no_parser_error(what: str = "the photo", mask_option: str | None = "--mask",
                     model_folder: str | os.PathLike | None = None) -> ValueError:
-    return ValueError(f"{what} needs its mask, or a face parser to parse one, and none is set"
-                      f"{_synthetic_parser_note(model_folder)}: {_parser_hint(mask_option)}")
+    need = "needs its mask, or a face parser to parse one," if mask_option else "needs a face parser to be parsed,"
+    return ValueError(f"{what} {need} and none is set{_synthetic_parser_note(model_folder)}: "
+                      f"{_parser_hint(mask_option)}")
 
 
 def _synthetic_parser_note(model_folder: str | os.PathLike | None) -> str:
