@@ -544,8 +544,14 @@ class SCADMPipeline:
         model_fn = self._guided(cond.mask, run.null_condition, s, options.autocast_dtype)
         z0 = self.first_stage.encode(source.image)
         return invert(model_fn, z0, self.model.prepare(cond, self.cfg.latent_size), self.schedule,
-                      sampler=run.sampler, steps=run.steps, exact=run.inversion == "exact",
+                      sampler=run.sampler, steps=run.steps, exact=self._records_offsets(source, run),
                       scheduler_kwargs=scheduler_kwargs, progress=options.progress)
+
+    @staticmethod
+    def _records_offsets(source: "Source", run: Any) -> bool:
+        """Whether exact's offsets can act: not when blending keeps the rest and a fresh source's edited
+        parts start from noise (outside, the inverted latent itself is kept; inside, no offset belongs)."""
+        return run.inversion == "exact" and not (run.blend and source.fresh)
 
     def blend_region(self, edited: Tensor, batch: int) -> Tensor:
         """The edited pixels (B, H, W) as the latent-size weight latent blending frees, (B, 1, h, w):
