@@ -477,7 +477,14 @@ class SCADMPipeline:
         if run.inversion != "none" and run.blend and bool(every.all()):
             # every part edited (a total swap): nothing of the target to keep, so it samples from noise
             info.update(inversion="none", inversion_skipped="every part is edited: nothing to keep")
-        inverting = info["inversion"] != "none"
+        z = None
+        if run.inversion != "none" and run.blend and not bool(source.edited.any()):
+            # nothing edited (a reconstruction): blending keeps every latent pixel on the inverted trajectory,
+            # whose end is the target's own first-stage latent, so that latent is the result, bit for bit
+            z = self.first_stage.encode(source.image)
+            z = z.expand(b, *z.shape[1:]) if z.shape[0] == 1 else z
+            info.update(inversion_skipped="nothing is edited: the first stage's reconstruction")
+        inverting = info["inversion"] != "none" and z is None
         extra = regeneration_kwargs(run.sampler) if inverting else {}
         if clip and run.sampler in ("ddim", "ddpm"):
             extra = {**extra, "clip_sample": True, "clip_sample_range": float(clip)}
@@ -502,11 +509,12 @@ class SCADMPipeline:
                         x_T = torch.lerp(x_T, randn(tuple(x_T.shape), generator=gens, device=self.device,
                                                     dtype=x_T.dtype), w)
                         offsets = None if offsets is None else [d * (1 - w) for d in offsets]
-            z = sample(
-                model_fn, (b, self.cfg.latent_channels, *latent), prepared, self.schedule,
-                sampler=run.sampler, steps=run.steps, eta=run.eta, x_T=x_T, keep=keep, offsets=offsets,
-                generator=gens, device=self.device, progress=o.progress, scheduler_kwargs=extra or None,
-            )
+            if z is None:
+                z = sample(
+                    model_fn, (b, self.cfg.latent_channels, *latent), prepared, self.schedule,
+                    sampler=run.sampler, steps=run.steps, eta=run.eta, x_T=x_T, keep=keep, offsets=offsets,
+                    generator=gens, device=self.device, progress=o.progress, scheduler_kwargs=extra or None,
+                )
         except NonFiniteSampleError as exc:
             raise NonFiniteSampleError(f"{exc}, guidance s = {s:g} ({run.null_condition} null), clip_x0 {clip}; "
                                        "nothing was written: lower the guidance scale, or set the model config's sampling.clip_x0 "
