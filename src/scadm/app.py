@@ -245,12 +245,8 @@ class Editor:
         sampler when it can invert, else the model's, else dpm++); noise-based generation ignores it.
         Warnings the CLI would print (framing, conversions) end the status line, each once.
         """
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            r = self._run(application, target, target_mask, reference, reference_mask, parts, alpha, frames, n,
-                          sampler, steps, guidance_scale, null_condition, seed, keep, progress)
-        said = list(dict.fromkeys(checks.one_line(str(w.message)) for w in caught
-                                  if issubclass(w.category, UserWarning)))
+        r, said = with_warnings(self._run, application, target, target_mask, reference, reference_mask, parts, alpha,
+                                frames, n, sampler, steps, guidance_scale, null_condition, seed, keep, progress)
         if said:
             r = dataclasses.replace(r, status=r.status + "; warning: " + "; warning: ".join(said))
         return r
@@ -408,11 +404,8 @@ def build_page(editor: Editor):
     def shown(fn):
         """Run an upload handler; its warnings (conversions, framing) become toasts on the page."""
         def call(*args):
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                out = fn(*args)
-            for text in dict.fromkeys(checks.one_line(str(w.message)) for w in caught
-                                      if issubclass(w.category, UserWarning)):
+            out, said = with_warnings(fn, *args)
+            for text in said:
                 gr.Warning(text)
             return out
 
@@ -531,6 +524,15 @@ def build_page(editor: Editor):
                                 sampler, steps, guidance_scale, null_condition, seed, keep],
                  [gallery, result, result_file, mask_file, status], concurrency_limit=1)
     return page
+
+
+def with_warnings(fn: Any, *args: Any) -> tuple[Any, list[str]]:
+    """fn(*args), and the distinct one-line texts of the user warnings it raised (for the page to show)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = fn(*args)
+    return out, list(dict.fromkeys(checks.one_line(str(w.message)) for w in caught
+                                   if issubclass(w.category, UserWarning)))
 
 
 def _as_upload(read: Any, path: str | Path, name: str) -> Any:

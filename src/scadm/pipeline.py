@@ -799,13 +799,11 @@ class SCADMPipeline:
         result.info["mixed_mask"] = mixed[0].cpu().numpy().astype(np.uint8)
         return result.with_photos([photo], [None])
 
-
     def _warn_absent_parts(self, ids: Tensor, classes: Any, what: str) -> None:
         """An EditWarning naming the asked-for parts a face does not have (nothing of them can change)."""
         if classes is None:
             return
-        rows = classes if _per_image(classes) else [classes] * ids.shape[0]
-        for i, (m, row) in enumerate(zip(ids, rows)):
+        for i, (m, row) in enumerate(zip(ids, _rows(classes, ids.shape[0]))):
             absent = [self.label_set.names[c] for c in row if not bool((m == c).any())]
             if absent:
                 face = f"{what} {i + 1}" if ids.shape[0] > 1 else f"the {what}"
@@ -835,14 +833,20 @@ class SCADMPipeline:
         return torch.cat([i[0] for i in items]), torch.cat([i[1] for i in items]), [i[2] for i in items]
 
 
+def _rows(classes: Any, batch: int) -> list:
+    """The class list of each image of a batch (one list for all, or one per image)."""
+    rows = classes if _per_image(classes) else [classes] * batch
+    if len(rows) != batch:
+        raise ValueError(f"got parts for {len(rows)} images, expected {batch}")
+    return list(rows)
+
+
 def _part_pixels(ids: Tensor, classes: Any) -> Tensor:
     """(B, H, W) bool: the pixels of the edited parts (None = every part; one list per image allowed)."""
     if classes is None:
         return torch.ones_like(ids, dtype=torch.bool)
-    rows = classes if _per_image(classes) else [classes] * ids.shape[0]
-    if len(rows) != ids.shape[0]:
-        raise ValueError(f"got parts for {len(rows)} images, expected {ids.shape[0]}")
-    return torch.stack([torch.isin(m, torch.as_tensor(list(c), dtype=m.dtype, device=m.device)) for m, c in zip(ids, rows)])
+    return torch.stack([torch.isin(m, torch.as_tensor(list(c), dtype=m.dtype, device=m.device))
+                        for m, c in zip(ids, _rows(classes, ids.shape[0]))])
 
 
 def _mask_array(mask: Any, label_set: LabelSet) -> np.ndarray:

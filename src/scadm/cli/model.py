@@ -52,15 +52,12 @@ def parameter_report(config: str) -> dict:
 def model_report(folder) -> dict:
     """What a model folder knows and how it samples: its config's name, domain and sizes, its sampling
     and editing defaults, and its own face parser (with what that parser knows)."""
-    from ..config import ModelConfig, from_dict, load_config
     from ..models.face_parser import parser_domain
+    from ..models.ldm import read_model_config
     from ..pipeline import default_model_folder
 
     folder = folder if folder is not None else default_model_folder()
-    path = folder / "config.json"
-    if not path.is_file():
-        raise UserError(f"--model {folder}: not a scadm model folder (no config.json)")
-    cfg = load_config(from_dict(ModelConfig, json.loads(path.read_text())))
+    cfg = read_model_config(folder)
     own = folder / "parser"
     s = cfg.sampling
     return {

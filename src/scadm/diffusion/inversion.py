@@ -175,12 +175,12 @@ def invert(model_fn: ModelFn, z0: Tensor, cond: Any, schedule: NoiseSchedule, *,
         raise AssertionError(f"{len(trajectory)} inverted levels for {len(forward.timesteps)} forward steps")
     offsets = None
     if exact:
-        offsets = _offsets(eps_at, trajectory, build_scheduler(sampler, steps, schedule, device=device, **kwargs),
-                           progress)
+        offsets = _offsets(eps_at, trajectory, sampler,
+                           build_scheduler(sampler, steps, schedule, device=device, **kwargs), progress)
     return Inversion(x, trajectory, sampler, int(steps), evaluations, offsets)
 
 
-def _offsets(eps_at: Callable[[Tensor, int], Tensor], trajectory: list[Tensor], forward: Any,
+def _offsets(eps_at: Callable[[Tensor, int], Tensor], trajectory: list[Tensor], sampler: str, forward: Any,
              progress: bool) -> list[Tensor]:
     """Direct Inversion's record: the forward sampler run on the inverted trajectory, each step
     started from trajectory[i] (so a multistep solver's history holds the source's own outputs, as
@@ -194,6 +194,6 @@ def _offsets(eps_at: Callable[[Tensor, int], Tensor], trajectory: list[Tensor], 
     for i, t in it:
         x = trajectory[i]
         eps = eps_at(forward.scale_model_input(x, t), int(t))
-        landed = scheduler_step(forward, eps, t, x)
+        landed = scheduler_step(sampler, forward, eps, t, x)
         offsets.append(trajectory[i + 1] - landed)
     return offsets

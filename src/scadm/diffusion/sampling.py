@@ -57,16 +57,14 @@ class NonFiniteSampleError(ValueError):
     """The reverse process produced nan or inf; the message names the step and the sampler settings."""
 
 
-def scheduler_step(scheduler: Any, eps: Tensor, t: Tensor | int, x: Tensor, *, eta: float = 0.0,
+def scheduler_step(name: str, scheduler: Any, eps: Tensor, t: Tensor | int, x: Tensor, *, eta: float = 0.0,
                    generator: Generator = None) -> Tensor:
-    """One step of a diffusers scheduler from `x` at timestep `t` with the model output `eps`
-    (the one place that knows each scheduler's step signature); the result in `x`'s dtype."""
-    from diffusers import DDIMScheduler, DDPMScheduler
-
-    if isinstance(scheduler, DDIMScheduler):
+    """One step of the diffusers scheduler of sampler `name` (normalised) from `x` at timestep `t` with
+    the model output `eps` (the one place that knows each scheduler's step signature); in `x`'s dtype."""
+    if name == "ddim":
         noise = randn(tuple(x.shape), generator=generator, device=x.device, dtype=x.dtype) if eta > 0 else None
         out = scheduler.step(eps, int(t), x, eta=float(eta), variance_noise=noise).prev_sample
-    elif isinstance(scheduler, DDPMScheduler):
+    elif name == "ddpm":
         # diffusers draws the ancestral noise with randn_tensor, which draws row i from
         # generator i when given a list (checked by tests/test_diffusion.py).
         out = scheduler.step(eps, int(t), x, generator=generator).prev_sample
@@ -151,7 +149,7 @@ def sample(
         eps = model_fn(model_in, t_batch, cond)
         if tuple(eps.shape) != shape:
             raise ValueError(f"model output shape {tuple(eps.shape)} != sample shape {shape}")
-        x = scheduler_step(scheduler, eps.to(dtype), t, x, eta=eta, generator=generator)
+        x = scheduler_step(name, scheduler, eps.to(dtype), t, x, eta=eta, generator=generator)
         if offsets is not None:
             x = x + offsets[i].to(device=device, dtype=dtype)
         if keep is not None:

@@ -27,6 +27,21 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
 
+def read_model_config(folder: str | Path) -> ModelConfig:
+    """A model folder's validated config.json (no weights read); errors name the file."""
+    cfg_path = Path(folder) / CONFIG_NAME
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{folder} is not a scadm model folder: {CONFIG_NAME} is missing")
+    try:
+        data = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{cfg_path}: not valid JSON ({exc})") from None
+    try:
+        return load_config(from_dict(ModelConfig, data))
+    except ValueError as exc:
+        raise ValueError(f"{cfg_path}: {exc}") from None
+
+
 class SemanticLDM(nn.Module):
     """Condition encoder + SemanticUNet, built from one ModelConfig."""
 
@@ -78,15 +93,7 @@ class SemanticLDM(nn.Module):
         for p in (cfg_path, w_path):
             if not p.is_file():
                 raise FileNotFoundError(f"{folder} is not a scadm model folder: {p.name} is missing")
-        try:
-            data = json.loads(cfg_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{cfg_path}: not valid JSON ({exc})") from None
-        try:
-            cfg = load_config(from_dict(ModelConfig, data))
-        except ValueError as exc:
-            raise ValueError(f"{cfg_path}: {exc}") from None
-        model = cls(cfg)
+        model = cls(read_model_config(folder))
         try:
             sd = load_file(str(w_path), device=str(map_location))
         except Exception as exc:  # noqa: BLE001
