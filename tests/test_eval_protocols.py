@@ -61,3 +61,73 @@ def test_timing_protocol(run_cli, tiny_model, tmp_path):
     rows = json.loads((tmp_path / "t.json").read_text())["rows"]
     assert {row["mode"] for row in rows} == {"noise-based", "reconstruction (guided)"}
     assert all(row["s_per_step"] > 0 for row in rows)
+
+
+def _pngs(folder):
+    import numpy as np
+    from PIL import Image
+
+    return {p.stem: np.asarray(Image.open(p).convert("RGB")).astype(int) for p in sorted(folder.glob("*.png"))}
+
+
+def test_protocols_sample_from_noise_unless_asked(run_cli, tiny_model, setup, tmp_path):
+    """The papers' protocols run the denoiser (inversion none) by default; the faithful variant is one
+    option away, named in the report, and a blended reconstruction is exactly the first stage's."""
+    import numpy as np
+
+    from scadm.data.layout import DatasetLayout
+    from scadm.pipeline import SCADMPipeline, to_pil
+
+    data, parser, _ = setup
+    work = tmp_path / "work"
+    common = ["--data", data, "--model", tiny_model, "--parser", parser, "--steps", "2", "--n", "3", "--out", work]
+    r = run_cli("eval", "reconstruction", *common)
+    assert r.code == 0, r.err
+    default = json.loads((work / "reconstruction.json").read_text())
+    assert default["inversion"] == "none" and default["blend"] is False and default["measures"] == "the denoiser"
+    assert "sampled from noise" in default["sampling_protocol"]
+    assert json.loads((work / "reconstruction" / "run.json").read_text())["inversion"] == "none"
+
+    # the first stage's encode-decode of each face, as the protocol loads it
+    pipe = SCADMPipeline.from_pretrained(tiny_model, device="cpu")
+    layout = DatasetLayout(data)
+    first = {}
+    for i in layout.ids("test")[:3]:
+        x = pipe.load_image(layout.image_path(i))
+        first[i] = np.asarray(to_pil(pipe.first_stage.decode(pipe.first_stage.encode(x)))[0]).astype(int)
+    denoised = _pngs(work / "reconstruction")
+    assert denoised.keys() == first.keys()
+    assert all(np.abs(denoised[i] - first[i]).max() > 10 for i in first)
+
+    r = run_cli("eval", "reconstruction", *common, "--inversion", "exact", "--blend")
+    assert r.code == 0, r.err
+    faithful = json.loads((work / "reconstruction.json").read_text())
+    assert faithful["inversion"] == "exact" and faithful["blend"] is True
+    assert faithful["measures"] == "the first stage (autoencoder), not the denoiser"
+    assert "measures the first stage" in r.out
+    kept = _pngs(work / "reconstruction-exact-blend")
+    assert all(np.array_equal(kept[i], first[i]) for i in first)
+    assert _pngs(work / "reconstruction").keys() == first.keys()  # the default's images are untouched
+
+    # scadm sample --inversion none gives the default protocol's images, seed for seed
+    r = run_cli("sample", "--data", data, "--model", tiny_model, "--mode", "reconstruction", "--steps", "2",
+                "--limit", "3", "--inversion", "none", "--out", tmp_path / "sampled")
+    assert r.code == 0, r.err
+    sampled = _pngs(tmp_path / "sampled")
+    assert all(np.array_equal(sampled[i], denoised[i]) for i in first)
+    record = json.loads((tmp_path / "sampled" / "run.json").read_text())
+    assert record["inversion"] == "none" and record["blend"] is False and record["mode"] == "reconstruction"
+
+    # a folder made with other settings is refused, not mixed into
+    r = run_cli("sample", "--data", data, "--model", tiny_model, "--mode", "reconstruction", "--steps", "2",
+                "--limit", "3", "--out", tmp_path / "sampled")
+    assert r.code == 1 and "other settings" in r.err and "inversion 'none' (now 'exact')" in r.err
+    assert r.err.count("\n") == 1
+
+
+def test_noise_protocol_refuses_inversion(run_cli, tiny_model, setup, tmp_path):
+    data, parser, _ = setup
+    r = run_cli("eval", "noise", "--data", data, "--model", tiny_model, "--parser", parser, "--n", "2",
+                "--steps-list", "2", "--inversion", "exact", "--out", tmp_path / "w")
+    assert r.code == 1 and "inversion 'exact' inverts a target face" in r.err
+    assert not (tmp_path / "w").exists() or not any((tmp_path / "w").rglob("*.png"))

@@ -426,5 +426,5 @@ def demo_cmd(
 
 def register(app: typer.Typer) -> None:
     app.add_typer(edit_app, name="edit")
-    app.command("sample")(shared_options(attributes=False)(sample_cmd))
+    app.command("sample")(shared_options(attributes=False, inversion=True)(sample_cmd))
     app.command("demo")(demo_cmd)

@@ -12,8 +12,9 @@ import typer
 
 from .. import checks
 from .common import UserError, console
-from .options import (BlendOpt, DeviceOpt, InDir, InFileOrDir, Integer, InversionOpt, ModelOpt, OutDir, OutFile,
-                      StepsOpt, checked, sampler_name)
+from ..diffusion.inversion import INVERSIONS
+from .options import (BlendOpt, Choice, DeviceOpt, InDir, InFileOrDir, Integer, InversionOpt, ModelOpt, OutDir,
+                      OutFile, StepsOpt, checked, sampler_name)
 
 
 def _step_list(value: str, name: str) -> list[int]:
@@ -41,6 +42,13 @@ LpipsLinOpt = InFileOrDir(None, "--lpips-lin", help="the lpips wheel's v0.1/vgg.
 SamplesOpt = Integer(10, "--samples", help="diversity: samples per mask.", lo=2, hi=10_000)
 SeedOpt = Integer(0, "--seed", help="Seed: image k uses seed + k.", lo=0)
 JsonOpt = OutFile(None, "--json", help="Write the JSON report here.")
+ProtocolInversionOpt = Choice(None, "--inversion", help="none (default: every image sampled from noise, as the papers' "
+                              "released code does), exact or ddim (each dataset face inverted: this project's faithful "
+                              "editing; the report says so).", options=INVERSIONS)
+ProtocolBlendOpt = typer.Option(None, "--blend/--no-blend", help="Keep what an edit does not change (needs inversion; "
+                                "--blend alone inverts as the model's default does). A blended reconstruction is the "
+                                "first stage's encode-decode: it measures the autoencoder, not the denoiser.",
+                                show_default=False)
 
 eval_app = typer.Typer(help="Evaluate a model with the papers' protocols (JSON + markdown + plots).", no_args_is_help=True)
 
@@ -210,8 +218,10 @@ def _finish(result: dict, name: str, json_out: Optional[Path], work: Path) -> No
     flat = {k: v for k, v in result.items() if not isinstance(v, (dict, list))}
     md = [f"# scadm eval {name}", "", f"Command: `{result['command']}`", ""]
     md += [f"- {k}: {v}" for k, v in flat.items() if k.endswith("protocol")]
-    md += ["", markdown_table([{k: v for k, v in flat.items() if not k.endswith("protocol") and k != "command"}],
-                              [k for k in flat if not k.endswith("protocol") and k != "command"])]
+    if "measures" in flat:
+        md += [f"- measures: {flat['measures']}"]
+    cols = [k for k in flat if not k.endswith("protocol") and k not in ("command", "measures")]
+    md += ["", markdown_table([{k: flat[k] for k in cols}], cols)]
     if "rows" in result:
         cols = list(result["rows"][0].keys())
         md += ["", markdown_table(result["rows"], cols)]
@@ -239,14 +249,22 @@ def _protocol_command(name: str):
                                        callback=checked(_step_list)),
         samples: int = SamplesOpt,
         seed: int = SeedOpt,
+        inversion: Optional[str] = ProtocolInversionOpt,
+        blend: Optional[bool] = ProtocolBlendOpt,
         json_out: Optional[Path] = JsonOpt,
         device: Optional[str] = DeviceOpt,
     ) -> None:
         from ..config import SamplingOptions
         from ..eval import protocols as P
 
+        # the papers' computation (every image from noise) unless asked; --blend alone inverts as the model does
+        sampling = SamplingOptions(steps=steps, seed=seed, inversion=inversion or (None if blend else "none"),
+                                   blend=blend)
+        try:
+            P.sampling_record(model, "noise" if name in ("noise", "diversity") else name, split, sampling)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
         scorer = _scorer(model, data, split, n, parser, inception, lpips_vgg, lpips_lin, device)
-        sampling = SamplingOptions(steps=steps, seed=seed)
         work = Path(out)
         if name == "reconstruction":
             result = P.reconstruction_protocol(scorer, data, work, model, sampling, console.print)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..config import SamplingOptions
-from ..sampling_jobs import partial_swap_part, run_sampling_job
+from ..sampling_jobs import partial_swap_part, run_record, run_sampling_job, strategy_line
 
 
 # ---------------------------------------------------------------------------
@@ -107,11 +107,34 @@ class Scorer:
         return "lpips" if self.lpips is not None else "pixel_l1"
 
 
-def _gen(work: Path, data, mode: str, scorer: Scorer, model, sampling: SamplingOptions, printer) -> Path:
-    folder = work / mode
-    run_sampling_job(data, folder, mode=mode, split=scorer.ds.split if hasattr(scorer.ds, "split") else "test",
-                     limit=len(scorer.ids), model=model, sampling=sampling, printer=printer)
-    return folder
+def _split(scorer: Scorer) -> str:
+    return getattr(scorer.ds, "split", "test")
+
+
+def sampling_record(model, mode: str, split: str, sampling: SamplingOptions) -> dict[str, Any]:
+    """The resolved settings a protocol's images are made with (see scadm.sampling_jobs.run_record)."""
+    from ..models.ldm import read_model_config
+    from ..pipeline import default_model_folder
+
+    folder = Path(model) if model is not None else default_model_folder()
+    return run_record(mode, split, _base_seed(sampling), sampling, read_model_config(folder).sampling)
+
+
+def strategy(record: dict[str, Any]) -> dict[str, Any]:
+    """A report's account of how its images were made: ``inversion``, ``blend`` and one line."""
+    return {"inversion": record["inversion"], "blend": record["blend"],
+            "sampling_protocol": strategy_line(record["mode"], record)}
+
+
+def _gen(work: Path, data, mode: str, scorer: Scorer, model, sampling: SamplingOptions, printer) -> tuple[Path, dict]:
+    """Generate (or reuse) a protocol's images: ``WORK/<mode>`` from noise, ``WORK/<mode>-<inversion>[-blend]``
+    for edits of the dataset's faces by inversion, so that the two never share a folder."""
+    record = sampling_record(model, mode, _split(scorer), sampling)
+    name = mode if record["inversion"] == "none" else f"{mode}-{record['inversion']}" + ("-blend" if record["blend"] else "")
+    folder = work / name
+    run_sampling_job(data, folder, mode=mode, split=_split(scorer), limit=len(scorer.ids), model=model,
+                     sampling=sampling, printer=printer)
+    return folder, record
 
 
 def _base_seed(sampling: SamplingOptions) -> int:
@@ -126,9 +149,11 @@ def reconstruction_protocol(scorer: Scorer, data, work: Path, model, sampling: S
     """SCA-DM Table 1: SSIM (and PSNR) to the input, FID, parser mIoU and accuracy against the mask."""
     from .metrics import psnr, ssim
 
-    folder = _gen(work, data, "reconstruction", scorer, model, sampling, printer)
+    folder, record = _gen(work, data, "reconstruction", scorer, model, sampling, printer)
     fake, real = scorer.load(folder), scorer.real()
-    res = {"protocol": f"reconstruction of {len(fake)} {getattr(scorer.ds, 'split', 'test')} images: own style, own mask",
+    first_stage = record["blend"] or record["inversion"] == "exact"
+    res = {"protocol": f"reconstruction of {len(fake)} {_split(scorer)} images: own style, own mask", **strategy(record),
+           "measures": "the first stage (autoencoder), not the denoiser" if first_stage else "the denoiser",
            "ssim": ssim((fake + 1) / 2, (real + 1) / 2), "psnr": psnr((fake + 1) / 2, (real + 1) / 2)}
     res.update(scorer.quality(fake))
     res.update(scorer.segmentation(fake, scorer.labels()))
@@ -141,14 +166,15 @@ def swap_protocol(scorer: Scorer, data, work: Path, model, sampling: SamplingOpt
     swaps, disentanglement: change against the reconstruction (same seed) inside the swapped part
     versus outside it."""
     mode = "partial-swap" if partial else "swap"
-    folder = _gen(work, data, mode, scorer, model, sampling, printer)
+    folder, record = _gen(work, data, mode, scorer, model, sampling, printer)
     fake = scorer.load(folder)
     labels = scorer.labels()
-    res: dict[str, Any] = {"protocol": f"{mode} on {len(fake)} images; reference = the next id of the split"}
+    res: dict[str, Any] = {"protocol": f"{mode} on {len(fake)} images; reference = the next id of the split",
+                           **strategy(record)}
     res.update(scorer.quality(fake))
     res.update(scorer.segmentation(fake, labels))
     if partial:
-        recon = scorer.load(_gen(work, data, "reconstruction", scorer, model, sampling, printer))
+        recon = scorer.load(_gen(work, data, "reconstruction", scorer, model, sampling, printer)[0])
         from ..data.layout import DatasetLayout
 
         layout = DatasetLayout(data)
@@ -184,15 +210,16 @@ def noise_protocol(scorer: Scorer, data, work: Path, model, sampling: SamplingOp
         t0 = time.perf_counter()
         folder = work / f"noise-{steps}"
         done_before = len(list(folder.glob("*.png"))) if folder.is_dir() else 0
-        run_sampling_job(data, folder, mode="noise", split=getattr(scorer.ds, "split", "test"), limit=len(scorer.ids),
-                         model=model, sampling=dataclasses.replace(sampling, steps=steps), printer=printer)
+        job = run_sampling_job(data, folder, mode="noise", split=_split(scorer), limit=len(scorer.ids),
+                               model=model, sampling=dataclasses.replace(sampling, steps=steps), printer=printer)
         made = len(scorer.ids) - done_before
         sec = (time.perf_counter() - t0) / made if made > 0 else float("nan")
         fake = scorer.load(folder)
         row = {"steps": steps, "s_per_image": sec, **scorer.quality(fake), **scorer.segmentation(fake, scorer.labels())}
         rows.append({k: v for k, v in row.items() if not k.endswith("protocol")})
-    return {"protocol": f"noise-based generation for {len(scorer.ids)} masks at each step count (DDIM); time per image "
-                        "measured on this run's newly generated images (nan when all were reused)", "rows": rows}
+    return {"protocol": f"noise-based generation for {len(scorer.ids)} masks at each step count ({job['run']['sampler']}); "
+                        "time per image measured on this run's newly generated images (nan when all were reused)",
+            **strategy(job["run"]), "rows": rows}
 
 
 def diversity_protocol(scorer: Scorer, model, sampling: SamplingOptions, samples: int = 10) -> dict[str, Any]:
@@ -200,6 +227,7 @@ def diversity_protocol(scorer: Scorer, model, sampling: SamplingOptions, samples
     from ..pipeline import SCADMPipeline
     from .metrics import mean_pairwise_distance
 
+    record = sampling_record(model, "noise", _split(scorer), sampling)  # noise-based: a face-inverting option stops here
     pipe = SCADMPipeline.from_pretrained(model)
     labels = scorer.labels()
     seed = _base_seed(sampling)
@@ -208,7 +236,8 @@ def diversity_protocol(scorer: Scorer, model, sampling: SamplingOptions, samples
         imgs = pipe.generate(labels[k:k + 1], n=samples, sampling=sampling, seed=seed + k * samples).tensors.cpu()
         scores.append(mean_pairwise_distance(imgs, scorer.distance))
     return {"protocol": f"{samples} noise-based samples per mask for {len(scores)} masks, mean pairwise "
-                        f"{scorer.distance_name}", "diversity": float(np.mean(scores)), "metric": scorer.distance_name}
+                        f"{scorer.distance_name}", **strategy(record), "diversity": float(np.mean(scores)),
+            "metric": scorer.distance_name}
 
 
 def timing_protocol(model: str | Path | None, *, sampler: str = "ddim", steps: list[int] = (50,), batch_size: int = 1,
