@@ -117,8 +117,8 @@ def main() -> None:
                   lambda: prepare_photo(photo_path, None, size=pipe.image_size, parser=parser))
         except ValueError as exc:  # random weights may find no face; the passes were still timed
             rows.append((f"parse (no face: {exc})", float("nan"), peak_mib() - base))
-        result = timed(f"generate ({args.steps} steps, {pipe.image_size[0]} px)",
-                       lambda: pipe.swap(photo, photo, ["hair"], steps=args.steps))
+        result = timed(f"generate from noise ({args.steps} steps, {pipe.image_size[0]} px)",
+                       lambda: pipe.swap(photo, photo, ["hair"], steps=args.steps, inversion="none"))
         pasted = timed("paste back at full resolution", lambda: _paste(result))
         timed("save the JPEG", lambda: save_photo(np.asarray(pasted), folder / "out.jpg", photo.icc_profile))
         peak = peak_mib()

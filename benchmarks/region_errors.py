@@ -8,7 +8,8 @@ per class, the mean absolute error per channel (/ 255) of the region's mean colo
 the rendered image's:
 - `first stage`: encode -> decode of the image, no diffusion (what any diffusion model on
   these latents is held to);
-- `model`: the model's reconstruction (own style, own mask, the model's default sampling);
+- `model`: the model's reconstruction (own style, own mask, the model's sampler, sampled from
+  noise: with inversion and blending a reconstruction would be the first stage's own);
 - `slope`: the model's region colours regressed on the true ones (1 = follows the style,
   0 = always the same colour);
 - `bias`: the model's mean signed error in R, G, B.
@@ -44,7 +45,7 @@ def main() -> None:
     generated, decoded = [], []
     for lo in range(0, args.n, args.batch_size):
         batch = faces[lo:lo + args.batch_size]
-        result = pipe.reconstruct([f.image for f in batch], [f.label for f in batch], seed=lo)
+        result = pipe.reconstruct([f.image for f in batch], [f.label for f in batch], seed=lo, inversion="none")
         generated += [np.asarray(im.convert("RGB")) for im in result.images]
         x = torch.stack([torch.from_numpy(np.ascontiguousarray(f.image)).permute(2, 0, 1) for f in batch])
         x = (x.float() / 127.5 - 1).to(pipe.device)

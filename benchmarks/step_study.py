@@ -3,8 +3,9 @@
     python benchmarks/step_study.py [--model MODEL] [--n 200] [--out runs/step-study] [--jobs 1]
                                     [--settings ddim:200,dpm++:8,dpm++:9,dpm++:10,unipc:9,unipc:10]
 
-Runs `scadm eval synthetic --n N --sampler S --steps K --json OUT/S-K-nN.json --report-dir
-OUT/S-K-nN/` for every setting (a setting whose JSON exists is not run again, and a stopped
+Runs `scadm eval synthetic --n N --sampler S --steps K --inversion none --json OUT/S-K-nN.json
+--report-dir OUT/S-K-nN/` for every setting (every edit sampled from noise, so that the solver
+alone differs; unipc and ddpm cannot invert) (a setting whose JSON exists is not run again, and a stopped
 setting continues from its last finished protocol, so the study resumes; --jobs J runs J
 settings at a time, each with 1/J of the threads), then compares each with
 the first setting (the reference, DDIM with 200 steps by default): a rate is "equal" when it
@@ -15,7 +16,7 @@ far more precisely than either rate: the table also gives the largest paired z o
 that is real, however small, from noise. Seconds per image are the median over the protocols
 (interpolation left out) of wall time over n (guided sampling, batches of 16, decoding
 included) on this machine. A cached report made with another timestep spacing than this
-scadm's (its `sampling_desc`) is refused.
+scadm's (its `sampling_desc`), or one whose edits inverted the faces, is refused.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def main() -> None:
     def run(key: tuple[str, int]) -> None:
         (sampler, steps), path = key, paths[key]
         cmd = [args.scadm, "eval", "synthetic", "--n", str(args.n), "--sampler", sampler, "--steps", str(steps),
-               "--json", str(path), "--report-dir", str(path.with_suffix(""))]
+               "--inversion", "none", "--json", str(path), "--report-dir", str(path.with_suffix(""))]
         cmd += ["--model", args.model] if args.model else []
         cmd += ["--parser", args.parser] if args.parser else []
         print("running:", " ".join(cmd), flush=True)
@@ -73,6 +74,9 @@ def main() -> None:
             sys.exit(f"{paths[k]}: made by `{r.get('command')}`, not by this study's --model / --n; "
                      "give another --out or delete it")
         spacing = f"{k[0]} ({schedule.spacing(k[0])} spacing)"
+        if "faces inverted" in r.get("sampling_desc", ""):
+            sys.exit(f"{paths[k]}: its edits inverted the faces (`{r.get('sampling_desc')}`); this study samples "
+                     "every edit from noise: give another --out or delete it")
         if not r.get("sampling_desc", "").startswith(spacing):
             sys.exit(f"{paths[k]}: sampled with `{r.get('sampling_desc')}`, not {spacing} as this scadm samples; "
                      "give another --out or delete it")

@@ -18,7 +18,7 @@ done
 # Fig. 5b ablation: masked vs plain cross-attention, the synthetic ground-truth benchmark.
 for cfg in synthetic-64 synthetic-64-plain; do
   $SCADM eval synthetic --model "$RUNS/$cfg/model" --parser src/scadm/bundled/synthetic-64/parser --n 100 \
-      --json "$RUNS/$cfg/synthetic.json"
+      --inversion none --json "$RUNS/$cfg/synthetic.json"
 done
 # Multi-conditioning paper Table 4 columns for every model (attribute accuracy, mask mIoU, diversity);
 # "bundled" is the default model (no --model).

@@ -400,3 +400,20 @@ def test_benchmark_reports_fidelity_and_drift(pipe):
     assert kept["unedited_drift"] == pytest.approx(kept["first_stage_drift"], abs=0.5)
     assert none["first_stage_drift"] == kept["first_stage_drift"]
     assert kept["sampling"]["inversion"] == "exact" and kept["sampling"]["blend"] is True
+
+
+def test_page_status_says_how_each_result_was_made(tiny_model):
+    """A reconstruction kept whole is the first stage's and a total swap keeps nothing: the status says so."""
+    pytest.importorskip("gradio")
+    from scadm.app import Editor
+
+    editor = Editor(tiny_model, device="cpu", examples=3)
+    target, target_mask = editor.example("face 1")
+    reference, reference_mask = editor.example("face 2")
+    args = (target, editor.editor_value(target_mask), reference, reference_mask)
+    rec = editor.run("reconstruct", *args, [], steps=2, keep=True, progress=False)
+    assert "first stage's reconstruction (nothing sampled)" in rec.status
+    total = editor.run("total swap", *args, [], steps=2, keep=True, progress=False)
+    assert "sampled from noise (every part is edited: nothing to keep)" in total.status
+    plain = editor.run("reconstruct", *args, [], steps=2, keep=False, progress=False)
+    assert ", sampled from noise;" in plain.status

@@ -347,10 +347,9 @@ class Editor:
         Image.fromarray(self.label_set.colorize(mask).astype(np.uint8)).save(mask_file)
         s = r.info.get("guidance_scale")
         run = sampling.resolve(self.pipe.cfg.sampling)
-        kept = (f", {sampling.inversion} inversion, the rest of the face kept" if sampling.inversion != "none" else "")
         status = (f"{application}: {len(images)} image(s) of {images[0].width}x{images[0].height}, "
                   f"{run.sampler} {run.steps} steps, guidance s = {s:g}, "
-                  f"seed {r.info['seeds'][0]}{kept}; {note}")
+                  f"seed {r.info['seeds'][0]}, {r.how}; {note}")
         return Result(list(zip(images, captions)), str(result_file), str(mask_file), status)
 
     def _from_mask_alone(self, application: str, mask: np.ndarray, reference: np.ndarray | None,

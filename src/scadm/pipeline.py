@@ -134,6 +134,18 @@ class EditResult:
                             for im, src, parts in zip(self.images, self.sources, self.edited) if src is not None]
         return self._pasted
 
+    @property
+    def how(self) -> str:
+        """How the images were made, in words: sampled from noise, the face inverted (and the rest
+        kept), or the first stage's encode-decode (a blended edit that edits nothing)."""
+        skipped = self.info.get("inversion_skipped")
+        inversion = self.info.get("inversion", "none")
+        if skipped and inversion != "none":  # nothing edited: no denoiser pass
+            return f"{skipped} (nothing sampled)"
+        if inversion == "none":
+            return f"sampled from noise ({skipped})" if skipped else "sampled from noise"
+        return f"{inversion} inversion" + (", the rest of the face kept" if self.info.get("blend") else "")
+
     def with_photos(self, sources: Sequence[Photo | None], edited: Sequence[list[int] | None]) -> "EditResult":
         """This result, knowing the photo each image belongs to and what it edited (one entry or one per image)."""
         n = len(self.images)

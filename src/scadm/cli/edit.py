@@ -204,7 +204,8 @@ def reconstruct(
     *, model: Optional[Path], device: Optional[str], sampling: SamplingOptions, attributes: dict | None,
     photo: PhotoArgs,
 ) -> None:
-    """Reconstruct a face from its own style and mask."""
+    """Reconstruct a face from its own style and mask (with the default exact inversion and blending this is the
+    autoencoder's encode-decode of the face; --inversion none samples it from noise, as the paper does)."""
     _check_out(out, [image, mask])
     pipe = _pipeline(model, device, photo)
     face = _Face(pipe, image, mask, "--image", "--mask")
@@ -315,13 +316,14 @@ def mix(
                                   "is kept); its mask is --mask or parsed.", required=False),
     reference: Path = _face("--reference", "Reference face image or photo (its style for --parts)."),
     reference_mask: Optional[Path] = _mask("--reference-mask", "Reference mask"),
-    parts: str = typer.Option(..., "--parts", help="Parts that take the reference's style; the rest is random."),
+    parts: str = typer.Option(..., "--parts", help="Parts that take the reference's style; the rest is random (from a mask) or the target's (from --image)."),
     n: int = _N,
     out: Path = OutOpt,
     *, model: Optional[Path], device: Optional[str], sampling: SamplingOptions, attributes: dict | None,
     photo: PhotoArgs,
 ) -> None:
-    """Mixed generation: reference style for some parts, noise for the rest (paper Fig. 1b)."""
+    """Mixed generation: reference style for some parts, noise for the rest (paper Fig. 1b); from a face
+    (--image), the rest of the face is kept unless --inversion none."""
     ins = [mask, image, reference, reference_mask]
     _check_out(out, ins)
     pipe = _pipeline(model, device, photo)

@@ -99,7 +99,7 @@ def synthetic(
     from rich.progress import Progress
 
     from ..config import SamplingOptions
-    from ..eval.controllability import SyntheticBenchmark
+    from ..eval.controllability import SyntheticBenchmark, edits_description
     from ..models.face_parser import load_parser
     from ..eval.reporting import plot_per_part, synthetic_markdown, write_json
     from ..pipeline import SCADMPipeline
@@ -139,9 +139,7 @@ def synthetic(
     report["sampling_desc"] = (f"{run.sampler} ({spacing} spacing), {run.steps} steps, eta {run.eta}, "
                                f"guidance s = {run.guidance_scale} ({nulls})")
     if run.inversion != "none":
-        report["sampling_desc"] += (f"; faces inverted ({run.inversion}, {run.sampler}, with the edit's guided eps; "
-                                    "noise-based samples from noise)"
-                                    + (", latent blending outside the edited parts" if run.blend else ""))
+        report["sampling_desc"] += "; " + edits_description(run)
     report["command"] = _command()
     report["parser"] = _shown(parser_path) if parser_path else None
     summary = {k: v for k, v in report.items()

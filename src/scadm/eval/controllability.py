@@ -19,8 +19,9 @@ partial_swap_preserved   in the same images, every other region present in both 
                          closer to the target than to the reference
 partial_swap_all_*       the same two rates with p cycling over *every* class present in both
                          faces (nose, brows, lower lip, mouth, ears ... included): a harder variant
-mixed_success            reference style for the parts {hair, l_eye, u_lip, cloth}, noise for the
-                         rest: those parts closer to the reference than to a random other face
+mixed_success            reference style for the parts {hair, l_eye, u_lip, cloth}, the empty
+                         style for the rest (from noise, or the target kept when blending):
+                         those parts closer to the reference than to a random other face
 interpolation_monotonic  alphas 0, .25, .5, .75, 1 on one swapped part (first 100 pairs): the region colour's
                          projection on the target -> reference line never decreases by more
                          than 10 % of the line (parts whose two colours differ by >= 40)
@@ -31,7 +32,8 @@ Fidelity, beside the rates (means over faces, with standard errors):
 reconstruction_psnr / _ssim / _lpips   the reconstructions against the input crops (PSNR in dB,
                          SSIM: torchmetrics' Gaussian 11x11; LPIPS only when its weights are given)
 first_stage_psnr / _ssim the first stage's encode-decode of the same crops: the ceiling of any
-                         edit that keeps a face (the latent diffusion cannot give back more)
+                         edit that keeps a face (the latent diffusion cannot give back more);
+                         a blended reconstruction is that encode-decode, so it meets the ceiling
 unedited_drift           in the partial swap, the mean absolute change (0..255, over RGB) of the
                          pixels outside the swapped part's dilated region (the region latent
                          blending frees: the part's latent pixels grown by the blend margin),
@@ -41,9 +43,12 @@ first_stage_drift        the same measure for the first stage's encode-decode of
 first_stage_preserved    partial_swap_preserved scored on the first stage's encode-decode of the
                          target: the ceiling of "preserved" for an edit that keeps the rest
 
-Chance is 0.5 for the success rates. A model that ignores the style scores about 0.5 on
-reconstruction and mixing, about 0 on swaps (it keeps the target's colours) and about 1 on
-"preserved"; a perfect one scores 1 everywhere.
+Chance is 0.5 for the success rates. Sampled from noise (``inversion none``), a model that
+ignores the style scores about 0.5 on reconstruction and mixing, about 0 on swaps (it keeps the
+target's colours) and about 1 on "preserved"; a perfect one scores 1 everywhere. With inversion
+and blending (the default), a reconstruction is the first stage's encode-decode and measures
+the autoencoder, and a total swap is still sampled from noise (nothing of the target is kept):
+:func:`edits_description` says so in each report.
 """
 
 from __future__ import annotations
@@ -100,6 +105,17 @@ def closer(measured: np.ndarray, wanted: Sequence[float], other: Sequence[float]
 def style_colors(styles: dict[str, dict]) -> dict[int, np.ndarray]:
     """{class id: base colour} from a synthetic face's style records."""
     return {CELEBAMASK_HQ.index(name): np.asarray(s["color"], dtype=np.float64) for name, s in styles.items()}
+
+
+def edits_description(run: Any) -> str:
+    """How a run's edits of a given face are made (`run`: a resolved SamplingConfig), for reports."""
+    if run.inversion == "none":
+        return "every edit sampled from noise (inversion none)"
+    text = f"faces inverted ({run.inversion}, {run.sampler}, with the edit's guided eps)"
+    if run.blend:
+        text += (", latent blending outside the edited parts; a reconstruction is then the first stage's "
+                 "encode-decode (no denoiser pass) and a total swap is sampled from noise (nothing to keep)")
+    return text + "; noise-based samples from noise"
 
 
 @dataclass

@@ -245,6 +245,7 @@ def timing_protocol(model: str | Path | None, *, sampler: str = "ddim", steps: l
     """Wall-clock seconds per image and per denoising step, after one warm-up call.
 
     Guided generation (reconstruction, s != 0) runs a doubled batch; noise-based generation does not.
+    Both sample from noise (``inversion none``): a blended reconstruction would time the first stage alone.
     """
     from ..data.synthetic import render_face, synthetic_split_ids
     from ..pipeline import SCADMPipeline
@@ -255,7 +256,8 @@ def timing_protocol(model: str | Path | None, *, sampler: str = "ddim", steps: l
     rows = []
     for n in steps:
         for kind, fn in (("noise-based", lambda: pipe.generate(np.stack(labels), n=batch_size, sampler=sampler, steps=n)),
-                         ("reconstruction (guided)", lambda: pipe.reconstruct(images, labels, sampler=sampler, steps=n))):
+                         ("reconstruction (guided)", lambda: pipe.reconstruct(images, labels, sampler=sampler, steps=n,
+                                                                              inversion="none"))):
             fn()  # warm-up
             t = []
             for _ in range(repeats):
