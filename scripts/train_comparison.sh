@@ -17,7 +17,7 @@ done
   $SCADM train-classifier --data $DATA --out "$RUNS/classifier" --steps 600 --threads 1
 # Fig. 5b ablation: masked vs plain cross-attention, the synthetic ground-truth benchmark.
 for cfg in synthetic-64 synthetic-64-plain; do
-  $SCADM eval synthetic --model "$RUNS/$cfg/model" --parser src/scadm/bundled/synthetic-64/parser --n 100 \
+  $SCADM eval synthetic --model "$RUNS/$cfg/model" --parser src/scadm/bundled/synthetic-64/face_parser --n 100 \
       --inversion none --json "$RUNS/$cfg/synthetic.json"
 done
 # Multi-conditioning paper Table 4 columns for every model (attribute accuracy, mask mIoU, diversity);
@@ -25,6 +25,6 @@ done
 for cfg in bundled synthetic-64 multicond-64-attr multicond-64-mnp multicond-64; do
   model=(); [ "$cfg" = bundled ] || model=(--model "$RUNS/$cfg/model")
   $SCADM eval conditioning "${model[@]}" --data $DATA --n 100 --classifier "$RUNS/classifier" \
-      --parser src/scadm/bundled/synthetic-64/parser --diversity-conditions 10 --samples 10 \
+      --parser src/scadm/bundled/synthetic-64/face_parser --diversity-conditions 10 --samples 10 \
       --out "$RUNS/$cfg/conditioning" --json "$RUNS/$cfg/conditioning.json"
 done

@@ -38,7 +38,7 @@ def tiny_model(tmp_path_factory):
     from scadm.config import load_recipe
     from scadm.models.autoencoder import FirstStage, build_autoencoder
     from scadm.models.ldm import SemanticLDM
-    from scadm.models.ldm import export_model
+    from scadm.pipeline import export_model
 
     torch.manual_seed(0)
     recipe = load_recipe("tiny")

@@ -128,7 +128,7 @@ def test_an_uploaded_photo_without_a_mask_is_parsed(editor, tmp_path):
     """A tiny model folder has no parser, and the bundled model's knows only synthetic faces, so it is not
     used unless named: a one-line error says where to get one. Named, it parses the example faces."""
     target, _, _, _ = _inputs(editor)
-    if editor.pipe.face_parser is None:
+    if editor.pipe.photo_parser is None:
         with pytest.raises(ValueError, match="79999_iter.pth"):
             editor.parse(target)
     from scadm.app import Editor as BundledEditor
@@ -136,7 +136,7 @@ def test_an_uploaded_photo_without_a_mask_is_parsed(editor, tmp_path):
 
     with pytest.raises(ValueError, match="knows only scadm synthetic faces"):
         BundledEditor(device="cpu", examples=1).parse(target)
-    bundled = BundledEditor(device="cpu", examples=1, parser=DEFAULT_MODEL / "parser")
+    bundled = BundledEditor(device="cpu", examples=1, parser=DEFAULT_MODEL / "face_parser")
     face, mask = bundled.example("face 1")
     parsed = bundled.mask_ids(bundled.parse(face), "parsed")
     assert parsed.shape == face.shape[:2]
@@ -167,8 +167,8 @@ def test_run_with_nothing_chosen_names_everything_missing_at_once(editor):
 def test_the_parser_given_to_the_app_is_the_one_it_uses(tiny_model):
     from scadm.pipeline import DEFAULT_MODEL
 
-    editor = Editor(tiny_model, parser=DEFAULT_MODEL / "parser", device="cpu", examples=1)
-    assert editor.pipe.face_parser is not None
+    editor = Editor(tiny_model, parser=DEFAULT_MODEL / "face_parser", device="cpu", examples=1)
+    assert editor.pipe.photo_parser is not None
 
 
 def test_a_port_in_use_is_one_line_naming_it(run_cli):
@@ -251,7 +251,7 @@ def test_the_status_says_how_each_mask_was_obtained(editor, tiny_model):
     r = editor.run("partial swap", target, painted, reference, reference_mask, ["l_eye"], steps=2, progress=False)
     assert "painted over" in r.status and "reference mask: uploaded" in r.status
     # a reference photo is parsed like a target (here by a named parser of synthetic faces, on a synthetic face)
-    named = Editor(None, parser=DEFAULT_MODEL / "parser", device="cpu", examples=2)  # the bundled model, 64 px
+    named = Editor(None, parser=DEFAULT_MODEL / "face_parser", device="cpu", examples=2)  # the bundled model, 64 px
     face, _ = named.example("face 2", "reference")
     named.parse(face, "reference")
     assert named.mask_source["reference"].startswith("parsed by")

@@ -49,16 +49,16 @@ def inputs(tmp_path_factory, tiny_model, tiny_faces):
     shutil.copytree(tiny_model, model)
     empty_weights = root / "model_empty_weights"
     shutil.copytree(tiny_model, empty_weights)
-    (empty_weights / "model.safetensors").write_bytes(b"")
+    (empty_weights / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"")
     bad_json = root / "model_bad_json"
     shutil.copytree(tiny_model, bad_json)
-    (bad_json / "config.json").write_text("{not json")
+    (bad_json / "model_index.json").write_text("{not json")
     junk = root / "model_junk_weights"
     shutil.copytree(tiny_model, junk)
-    (junk / "model.safetensors").write_bytes(b"\x00" * 64)
+    (junk / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"\x00" * 64)
     no_ae = root / "model_no_autoencoder"
     shutil.copytree(tiny_model, no_ae)
-    shutil.rmtree(no_ae / "autoencoder")
+    shutil.rmtree(no_ae / "vae")
     data = root / "data"
     (data / "images").mkdir(parents=True)
     return root
@@ -92,7 +92,7 @@ CASES = [
     ("model missing", lambda r: ["edit", "generate", "--mask", r / "mask.png", "--model", r / "nope"], "no such model folder"),
     ("model not a model", lambda r: ["edit", "generate", "--mask", r / "mask.png", "--model", r / "a_folder"], "not a scadm model folder"),
     ("model empty weights", lambda r: ["edit", "generate", "--mask", r / "mask.png", "--model", r / "model_empty_weights"], "is empty"),
-    ("model bad config json", lambda r: ["edit", "generate", "--mask", r / "mask.png", "--model", r / "model_bad_json"], "config.json"),
+    ("model bad config json", lambda r: ["edit", "generate", "--mask", r / "mask.png", "--model", r / "model_bad_json"], "model_index.json: not valid JSON"),
     ("model junk weights", lambda r: ["edit", "generate", "--mask", r / "mask.png", "--model", r / "model_junk_weights"], "cannot read weights"),
     ("model no autoencoder", lambda r: ["edit", "generate", "--mask", r / "mask.png", "--model", r / "model_no_autoencoder"], "autoencoder"),
     # --- numbers ---------------------------------------------------------------------------------

@@ -21,6 +21,8 @@ from scadm.models.ldm import SemanticLDM
 from scadm.nn.attention import STRATEGIES
 from scadm.nn.masks import resize_mask
 
+from legacy import save_legacy
+
 TOKEN_DIM = 32  # the tiny preset's style token size (2 levels x 16)
 
 
@@ -103,7 +105,7 @@ def test_mode_builds_and_runs(mode):
 def test_mode_save_load_round_trip(mode, tmp_path):
     model = random_model(config_for(mode))
     mask, image, attributes, z, t = inputs()
-    model.save_pretrained(tmp_path / "m")
+    save_legacy(model, tmp_path / "m")
     loaded = SemanticLDM.from_pretrained(tmp_path / "m")
     assert loaded.cfg == model.cfg and loaded.mode is model.mode
     with torch.no_grad():
@@ -202,7 +204,7 @@ def test_strategy_builds_runs_and_round_trips(name, tmp_path):
         raw = model(z, t, cond)
         prepared = model.prepare(cond)  # time-invariant: computed once, used at every step
         assert torch.allclose(model(z, t, prepared), raw, atol=1e-5)
-    model.save_pretrained(tmp_path / "m")
+    save_legacy(model, tmp_path / "m")
     with torch.no_grad():
         assert torch.equal(SemanticLDM.from_pretrained(tmp_path / "m")(z, t, cond), raw)
 

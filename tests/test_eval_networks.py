@@ -250,7 +250,7 @@ def test_bisenet_layout_and_parse(tmp_path):
     assert not net.training
     out = net(torch.randn(1, 3, 64, 64))
     assert [tuple(o.shape) for o in out] == [(1, 19, 64, 64)] * 3
-    parser = BiSeNetParser(net, input_size=64)
+    parser = BiSeNetParser.from_net(net, input_size=64)
     imgs = torch.rand(2, 3, 32, 32) * 2 - 1
     ids = parser.parse(imgs)
     assert ids.shape == (2, 32, 32) and ids.dtype == torch.long

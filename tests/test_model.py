@@ -18,6 +18,8 @@ from scadm.nn.attention import STRATEGIES, BasicTransformerBlock
 from scadm.nn.masks import resize_mask
 from scadm.nn.resblocks import SPADE
 
+from legacy import save_legacy
+
 
 def random_mask(b: int, c: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
     """Blocky random one-hot masks (regions of several pixels, like real parts)."""
@@ -234,7 +236,7 @@ def test_area_resize_gives_class_fractions_and_keeps_thin_parts():
 def test_layers_take_the_mask_at_their_size_and_refuse_any_other():
     """The mask is resized once (MaskPyramid); SPADE and the masked attention never resize it themselves."""
     torch.manual_seed(0)
-    unet = SemanticUNet(area_cfg(masked_impl="attention").unet)
+    unet = SemanticUNet.from_cfg(area_cfg(masked_impl="attention").unet)
     mask = thin_part_mask()
     block = masked_blocks(unet)[0]
     h = w = 8 // block.ds
@@ -274,7 +276,7 @@ def test_a_part_thinner_than_every_stride_has_a_style_only_with_area_resize(mode
 
 def test_masked_attention_weighs_each_class_by_its_fraction():
     torch.manual_seed(0)
-    unet = SemanticUNet(area_cfg(masked_impl="attention").unet)
+    unet = SemanticUNet.from_cfg(area_cfg(masked_impl="attention").unet)
     gather = STRATEGIES["masked_gather"]
     mask = thin_part_mask()
     for block in masked_blocks(unet):
@@ -300,7 +302,7 @@ def test_masked_attention_weighs_each_class_by_its_fraction():
 def test_plain_cross_attention_mixes_classes():
     """The ablation without mask attention: a class's tokens reach pixels of other classes."""
     torch.manual_seed(0)
-    unet = SemanticUNet(tiny_cfg(cross_attention="plain").unet)
+    unet = SemanticUNet.from_cfg(tiny_cfg(cross_attention="plain").unet)
     block = masked_blocks(unet)[0]
     mask, tokens = random_mask(1, 19, 32, 32), torch.randn(1, 19, 32)
     edited = tokens.clone()
@@ -447,7 +449,7 @@ def test_save_load_gives_identical_outputs(tmp_path):
     model = SemanticLDM(load_config("tiny"))
     for p in model.parameters():
         torch.nn.init.normal_(p, std=0.05)
-    model.save_pretrained(tmp_path / "m")
+    save_legacy(model, tmp_path / "m")  # the layout of scadm < 0.2 still loads
     assert json.loads((tmp_path / "m" / "config.json").read_text()) == to_dict(model.cfg)
     loaded = SemanticLDM.from_pretrained(tmp_path / "m")
     mask, image = random_mask(1, 19, 32, 32), torch.randn(1, 3, 32, 32)
@@ -458,7 +460,7 @@ def test_save_load_gives_identical_outputs(tmp_path):
 
 def test_loading_an_incompatible_folder_is_a_clear_error(tmp_path):
     model = SemanticLDM(load_config("tiny"))
-    model.save_pretrained(tmp_path / "m")
+    save_legacy(model, tmp_path / "m")
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())
     cfg["unet"]["model_channels"] = 64
     (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))

@@ -27,7 +27,7 @@ def test_token_counts_at_256(preset, count):
     conditioner = SemanticLDM.__new__(SemanticLDM)  # only the condition encoder is needed here
     from scadm.models.conditioning import ConditionEncoder
 
-    enc = ConditionEncoder(cfg.conditioning, 19).eval()
+    enc = ConditionEncoder.from_cfg(cfg.conditioning, 19).eval()
     mask = onehot(torch.randint(0, 19, (1, 256, 256)))
     attrs = torch.randint(0, 2, (1, 40)).float() * 2 - 1
     with torch.no_grad():
@@ -40,7 +40,7 @@ def test_multi_condition_is_attribute_token_then_mask_tokens():
     torch.manual_seed(0)
     from scadm.models.conditioning import ConditionEncoder
 
-    enc = ConditionEncoder(load_config("multicond-256").conditioning, 19).eval()
+    enc = ConditionEncoder.from_cfg(load_config("multicond-256").conditioning, 19).eval()
     mask = onehot(torch.randint(0, 19, (1, 64, 64)))
     a1, a2 = torch.ones(1, 40), -torch.ones(1, 40)
     with torch.no_grad():
@@ -79,7 +79,7 @@ def tiny_variant(ctype: str, **unet):
 def _pipeline(cfg, tmp_path):
     from scadm.models.autoencoder import FirstStage, build_autoencoder
     from scadm.pipeline import SCADMPipeline
-    from scadm.models.ldm import export_model
+    from scadm.pipeline import export_model
 
     torch.manual_seed(0)
     model = SemanticLDM(cfg)

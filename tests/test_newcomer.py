@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-BUNDLED_PARSER = Path(__file__).resolve().parents[1] / "src" / "scadm" / "bundled" / "synthetic-64" / "parser"
+BUNDLED_PARSER = Path(__file__).resolve().parents[1] / "src" / "scadm" / "bundled" / "synthetic-64" / "face_parser"
 
 
 @pytest.fixture(scope="module")

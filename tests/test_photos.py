@@ -371,7 +371,7 @@ def test_api_without_a_mask_uses_the_parser_rule(tiny_model, rigged_bisenet, pho
         plain.reconstruct(photo_files["photo"])
     monkeypatch.setenv("SCADM_PARSER", str(rigged_bisenet))
     via_env = SCADMPipeline.from_pretrained(tiny_model, device="cpu")
-    assert "SCADM_PARSER" in via_env.face_parser.source
+    assert "SCADM_PARSER" in via_env.photo_parser.source
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PhotoWarning)
         r = via_env.mix(Face(photo_files["photo"]), Face(photo_files["ref"], photo_files["ref_mask"]), ["nose"], steps=2)

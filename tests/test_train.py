@@ -21,6 +21,9 @@ from scadm.train.checkpoints import Checkpoints
 from scadm.train.diffusion import train_diffusion
 from scadm.train.lr_schedule import lr_factor
 
+#: the denoiser's weights in a model folder
+UNET_WEIGHTS = "unet/diffusion_pytorch_model.safetensors"
+
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
@@ -59,7 +62,7 @@ def test_short_training_lowers_the_loss(tiny_data, tiny_ae, tmp_path):
     assert len(ls) == 30
     assert sum(ls[-8:]) / 8 < 0.8 * sum(ls[:8]) / 8
     model_dir = tmp_path / "run" / "model"
-    assert (model_dir / "config.json").is_file() and (model_dir / "autoencoder" / "config.json").is_file()
+    assert (model_dir / "model_index.json").is_file() and (model_dir / "vae" / "config.json").is_file()
     assert (tmp_path / "run" / "loss.png").is_file() and (tmp_path / "run" / "config.yaml").is_file()
 
 
@@ -104,8 +107,8 @@ def test_gradient_checkpointing_trains_the_same_weights(tiny_data, tiny_ae, tmp_
                         autoencoder=tiny_ae, progress=False, printer=quiet)
         assert bool(calls) == on  # the setting reaches the UNet: its blocks recomputed in training only when on
     assert losses(tmp_path / "True") == pytest.approx(losses(tmp_path / "False"), rel=1e-5, abs=1e-6)
-    a = load_file(str(tmp_path / "False" / "model" / "model.safetensors"))
-    b = load_file(str(tmp_path / "True" / "model" / "model.safetensors"))
+    a = load_file(str(tmp_path / "False" / "model" / UNET_WEIGHTS))
+    b = load_file(str(tmp_path / "True" / "model" / UNET_WEIGHTS))
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
 
 
@@ -116,9 +119,9 @@ def test_export_every_writes_model_folders_for_a_learning_curve(tiny_data, tiny_
                     autoencoder=tiny_ae, progress=False, printer=quiet)
     exports = tmp_path / "run" / "exports"
     assert sorted(p.name for p in exports.iterdir()) == ["step-0000002", "step-0000004"]
-    final = load_file(str(tmp_path / "run" / "model" / "model.safetensors"))
-    last = load_file(str(exports / "step-0000004" / "model.safetensors"))
-    first = load_file(str(exports / "step-0000002" / "model.safetensors"))
+    final = load_file(str(tmp_path / "run" / "model" / UNET_WEIGHTS))
+    last = load_file(str(exports / "step-0000004" / UNET_WEIGHTS))
+    first = load_file(str(exports / "step-0000002" / UNET_WEIGHTS))
     assert all(torch.equal(final[k], last[k]) for k in final)
     assert any(not torch.equal(final[k], first[k]) for k in final)
     SCADMPipeline.from_pretrained(exports / "step-0000002", device="cpu")  # a complete model folder
@@ -223,9 +226,9 @@ def test_cli_train_synthetic_64_two_steps(tmp_path, run_cli):
     result = run_cli("train", "--config", "synthetic-64", "--data", data, "--out", tmp_path / "run",
                      "--autoencoder", ae, "--max-steps", "2", "--no-cache-latents")
     assert result.code == 0, result.err
-    assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+    assert (tmp_path / "run" / "model" / UNET_WEIGHTS).is_file()
     # the first stage was loaded from a folder; the saved copy does not record that path
-    assert "_name_or_path" not in (tmp_path / "run" / "model" / "autoencoder" / "config.json").read_text()
+    assert "_name_or_path" not in (tmp_path / "run" / "model" / "vae" / "config.json").read_text()
     dry = run_cli("train", "--config", "synthetic-64", "--data", data, "--out", tmp_path / "dry", "--dry-run")
     assert dry.code == 0 and f"max_steps: {load_recipe('synthetic-64').training.max_steps}" in dry.out and not (tmp_path / "dry").exists()
 

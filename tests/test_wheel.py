@@ -17,8 +17,9 @@ def test_the_wheel_carries_the_bundled_model(tmp_path):
     wheel, = tmp_path.glob("scadm-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     bundled = ROOT / "src" / "scadm" / "bundled" / "synthetic-64"
-    needed = ["config.json", "model.safetensors", "autoencoder/config.json",
-              "autoencoder/diffusion_pytorch_model.safetensors", "parser/parser.json", "parser/parser.safetensors"]
+    needed = ["model_index.json", "scheduler/scheduler_config.json"] + [
+        f"{part}/{name}" for part in ("unet", "condition_encoder", "vae", "face_parser")
+        for name in ("config.json", "diffusion_pytorch_model.safetensors")]
     for rel in needed:
         assert f"scadm/bundled/synthetic-64/{rel}" in names, rel
         info = zipfile.ZipFile(wheel).getinfo(f"scadm/bundled/synthetic-64/{rel}")
@@ -32,4 +33,4 @@ def test_the_default_model_is_found_inside_the_package():
     import scadm
 
     assert DEFAULT_MODEL.parent.parent == Path(scadm.__file__).resolve().parent
-    assert (DEFAULT_MODEL / "model.safetensors").is_file()
+    assert (DEFAULT_MODEL / "model_index.json").is_file()

@@ -100,7 +100,7 @@ class Editor:
     def knows(self) -> str:
         """What the model and the page's face parser were trained on, in words (shown under the title)."""
         domain = self.pipe.cfg.domain or "data it does not record"
-        fp = self.pipe.face_parser
+        fp = self.pipe.photo_parser
         parser = (f"; photos without a mask are parsed by {fp.source}" if fp is not None else
                   "; no face parser for photos, so a photo needs its mask (start the page with --parser 79999_iter.pth)")
         return domain + parser
@@ -149,7 +149,7 @@ class Editor:
 
     def parse(self, image: np.ndarray, which: str = "target") -> np.ndarray:
         """The colour mask of an uploaded photo (the `which` face), parsed by the pipeline's face parser."""
-        if self.pipe.face_parser is None:
+        if self.pipe.photo_parser is None:
             from .photos import no_parser_error
 
             raise no_parser_error(f"the uploaded {which} photo", PAGE_MASK, self.pipe.model_folder)

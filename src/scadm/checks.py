@@ -105,9 +105,46 @@ def input_dir(path: str | os.PathLike, name: str, what: str = "folder") -> Path:
     return _existing(path, name, what, folder=True)
 
 
+def _readable_safetensors(path: Path) -> None:
+    """A safetensors file whose header reads (the tensors are not loaded)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            f.keys()
+    except Exception as exc:  # noqa: BLE001 - any failure to parse the header
+        raise ValueError(f"{path}: cannot read weights ({one_line(str(exc))}); the folder is damaged, export or "
+                         "convert it again") from None
+
+
 def model_folder(path: str | os.PathLike, name: str = "--model") -> Path:
-    """A scadm model folder: config.json, model.safetensors and autoencoder/ (each non-empty)."""
+    """A scadm model folder: a diffusers pipeline folder (model_index.json, unet/, condition_encoder/,
+    vae/, scheduler/), or one of scadm < 0.2 (config.json, model.safetensors and autoencoder/); each
+    file non-empty."""
     p = input_dir(path, name, "model folder")
+    if (p / "model_index.json").is_file():
+        roles = {"unet": "the denoiser", "condition_encoder": "the condition encoder", "vae": "the first stage, the autoencoder"}
+        needed = ["model_index.json"] + [f"{c}/{f}" for c in roles for f in ("config.json", "diffusion_pytorch_model.safetensors")]
+        for rel in needed:
+            f = p / rel
+            if not f.is_file():
+                role = f", {roles[rel.split('/')[0]]}," if "/" in rel else ""
+                raise FileNotFoundError(f"{name} {p}: not a scadm model folder ({rel}{role} is missing)")
+            if f.stat().st_size == 0:
+                raise ValueError(f"{name} {p}: {rel} is empty (0 bytes); the folder is damaged, export or convert it again")
+            if f.suffix == ".safetensors":
+                _readable_safetensors(f)
+            else:
+                import json
+
+                try:
+                    json.loads(f.read_text())
+                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                    raise ValueError(f"{f}: not valid JSON ({one_line(str(exc))}); the folder is damaged, export or "
+                                     "convert it again") from None
+        return p
+    if not (p / "config.json").is_file():
+        raise FileNotFoundError(f"{name} {p}: not a scadm model folder (model_index.json is missing)")
     for needed in ("config.json", "model.safetensors"):
         f = p / needed
         if not f.is_file():

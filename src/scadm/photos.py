@@ -405,11 +405,26 @@ def _parser_hint(mask_option: str | None = "--mask") -> str:
             f"{BISENET_WEIGHTS} comes from {BISENET_SOURCE}")
 
 
+#: where a parser came from when it is the model folder's own (see resolve_parser)
+OWN_PARSER = "the model's own face_parser"
+
+
+def own_parser_folder(model_folder: str | os.PathLike | None) -> Path | None:
+    """A model folder's own parser: its ``face_parser/`` component, or ``parser/`` (scadm < 0.2); else None."""
+    if model_folder is None:
+        return None
+    for name in ("face_parser", "parser"):
+        own = Path(model_folder) / name
+        if own.is_dir():
+            return own
+    return None
+
+
 def resolve_parser(parser: Any = None, model_folder: str | os.PathLike | None = None) -> tuple[Any, str] | None:
     """Which face parser to use, by one rule: the given one (``--parser``), else ``$SCADM_PARSER``,
-    else the model folder's own ``parser/`` unless it knows only scadm's synthetic faces (the bundled
-    model's: it runs on a photo only when named with ``--parser``), else None. Returns (path or
-    parser object, where it came from)."""
+    else the model folder's own (``face_parser/``) unless it knows only scadm's synthetic faces (the
+    bundled model's: it runs on a photo only when named with ``--parser``), else None. Returns (path
+    or parser object, where it came from)."""
     if parser is not None:
         return parser, "--parser"
     env = os.environ.get(PARSER_ENV)
@@ -418,14 +433,14 @@ def resolve_parser(parser: Any = None, model_folder: str | os.PathLike | None = 
         if not p.exists():
             raise FileNotFoundError(f"${PARSER_ENV} {p}: no such parser file; {_parser_hint()}")
         return p, f"${PARSER_ENV}"
-    if model_folder is not None and (Path(model_folder) / "parser").is_dir():
+    own = own_parser_folder(model_folder)
+    if own is not None:
         from .models.face_parser import SYNTHETIC_DOMAIN, parser_domain
 
-        own = Path(model_folder) / "parser"
         pths = sorted(own.glob("*.pth"))
-        spec = pths[0] if pths and not (own / "parser.json").is_file() else own
+        spec = pths[0] if pths and not any((own / f).is_file() for f in ("parser.json", "config.json")) else own
         if parser_domain(spec) != SYNTHETIC_DOMAIN:
-            return spec, "the model folder's parser/"
+            return spec, OWN_PARSER
     return None
 
 
@@ -485,8 +500,8 @@ def _synthetic_parser_note(model_folder: str | os.PathLike | None) -> str:
     """Why a model folder's own parser was not used (it knows only synthetic faces), or ''."""
     from .models.face_parser import SYNTHETIC_DOMAIN, parser_domain
 
-    own = Path(model_folder) / "parser" if model_folder is not None else None
-    if own is None or not own.is_dir() or parser_domain(own) != SYNTHETIC_DOMAIN:
+    own = own_parser_folder(model_folder)
+    if own is None or parser_domain(own) != SYNTHETIC_DOMAIN:
         return ""
     return f" (the model's own parser knows only {SYNTHETIC_DOMAIN}, not photos; name it with --parser {own} to run it anyway)"
 

@@ -21,7 +21,7 @@ uses ``seed + i`` (or ``seeds[i]``), so a batch gives the same images as one-by-
 
 Photos (:mod:`scadm.photos`): a file or PIL image that is not at the model's size, a face
 given without its mask (``Face(image)``), or a :class:`~scadm.photos.Photo` (``pipe.photo``)
-is a photo: its mask is parsed when not given (the parser rule of :meth:`SCADMPipeline.face_parser`),
+is a photo: its mask is parsed when not given (the parser rule of :attr:`SCADMPipeline.photo_parser`),
 its face framed and cut out at the model's size, and the result's ``photos`` are the edits
 pasted back into the full-resolution photo, changing only the edited region. Arrays and
 tensors are crops (resized to the model's size with a warning), as before.
@@ -30,6 +30,7 @@ tensors are crops (resized to the model's size with a warning), as before.
 from __future__ import annotations
 
 import dataclasses
+import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,18 +42,22 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
+from diffusers import DiffusionPipeline
+
 from . import checks
 from .conditioning_modes import ConditioningMode
 from .conditions import Conditions
-from .config import SamplingOptions
+from .config import SCHEMA_VERSION, ModelConfig, SamplingOptions, from_dict, to_dict
 from .diffusion import ClassifierFreeGuidance, Inversion, NoiseSchedule, invert, regeneration_kwargs, sample
 from .diffusion.objective import randn
 from .diffusion.sampling import NonFiniteSampleError
 from .labels import LabelSet
 from .models.autoencoder import FirstStage
-from .models.ldm import SemanticLDM
+from .models.conditioning import ConditionEncoder
+from .models.ldm import PIPELINE_INDEX, SemanticLDM
+from .models.unet import SemanticUNet
 from .nn.masks import MaskPyramid
-from .photos import Framing, Photo
+from .photos import OWN_PARSER, Framing, Photo
 
 ImageLike = Union[str, Path, Image.Image, np.ndarray, Tensor]
 MaskLike = Union[str, Path, Image.Image, np.ndarray, Tensor]
@@ -66,11 +71,19 @@ def default_model_folder() -> Path:
     import os
 
     folder = Path(os.environ.get("SCADM_MODEL", DEFAULT_MODEL))
-    if not (folder / "config.json").is_file():
+    if not any((folder / f).is_file() for f in (PIPELINE_INDEX, "config.json")):
         raise FileNotFoundError(
             f"the bundled model is not at {folder}; reinstall scadm, set SCADM_MODEL, or pass --model"
         )
     return folder
+
+
+class LegacyFolderNote(UserWarning):
+    """A model folder written by scadm < 0.2: it loads, and `scadm upgrade-model` rewrites it."""
+
+
+def _device(device: str | torch.device | None) -> torch.device:
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 #: latent blending's margin: the edited region grows by this many latent pixels (each f image
@@ -240,53 +253,141 @@ def mix_mask_parts(mask: np.ndarray, donor: np.ndarray, parts: Iterable[int]) ->
 # ---------------------------------------------------------------------------
 # The pipeline
 # ---------------------------------------------------------------------------
-class SCADMPipeline:
-    """Reference-based, partial, interpolated, noise-based and mixed face generation."""
+class SCADMPipeline(DiffusionPipeline):
+    """Reference-based, partial, interpolated, noise-based and mixed face generation.
 
-    def __init__(self, model: SemanticLDM, first_stage: FirstStage, device: str | torch.device | None = None,
-                 parser: Any = None, model_folder: str | Path | None = None, framing: Framing = Framing()) -> None:
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.parser_spec, self.model_folder, self.framing = parser, model_folder, framing
-        self._face_parser: Any = None
-        self.model = model.eval().requires_grad_(False).to(self.device)
-        self.first_stage = first_stage.eval().requires_grad_(False).to(self.device)
-        self.cfg = model.cfg
+    A diffusers ``DiffusionPipeline``. Components: ``unet`` (:class:`~scadm.models.unet.SemanticUNet`),
+    ``condition_encoder`` (:class:`~scadm.models.conditioning.ConditionEncoder`), ``vae`` (diffusers'
+    ``VQModel`` or ``AutoencoderKL``), ``scheduler`` (the model's default solver, a diffusers
+    scheduler) and the optional ``face_parser``. Everything else a model is, its label set, image
+    and latent sizes, noise schedule, sampling defaults and domain (the fields of
+    :class:`~scadm.config.ModelConfig` besides ``unet`` and ``conditioning``), is the pipeline's
+    config, written to ``model_index.json`` by ``save_pretrained``.
+    """
+
+    model_cpu_offload_seq = "condition_encoder->unet->vae"
+    _optional_components = ["face_parser"]
+
+    def __init__(self, unet: SemanticUNet, condition_encoder: ConditionEncoder, vae: Any, scheduler: Any,
+                 face_parser: Any = None, name: str = "custom", schema_version: int = SCHEMA_VERSION,
+                 labels: Any = "celebamask-hq", image_size: list[int] = (256, 256), latent_channels: int = 3,
+                 latent_downsample: int = 4, latent_scale: float = 1.0, schedule: dict | None = None,
+                 sampling: dict | None = None, autoencoder: Any = None, domain: str | None = None) -> None:
+        super().__init__()
+        self.register_modules(unet=unet, condition_encoder=condition_encoder, vae=vae, scheduler=scheduler,
+                              face_parser=face_parser)
+        settings = dict(name=name, schema_version=schema_version, labels=labels, image_size=list(image_size),
+                        latent_channels=latent_channels, latent_downsample=latent_downsample,
+                        latent_scale=latent_scale, schedule=schedule, sampling=sampling, autoencoder=autoencoder,
+                        domain=domain)
+        self.register_to_config(**settings)
+        cfg = from_dict(ModelConfig, {**{k: v for k, v in settings.items() if v is not None}, "unet": {},
+                                      "conditioning": {}})
+        self.cfg = dataclasses.replace(cfg, unet=unet.cfg, conditioning=condition_encoder.cfg).validate()
         if self.cfg.latent_scale <= 0:
             raise ValueError("the model config has latent_scale 0 ('set at training'): it was never trained")
+        self.model = SemanticLDM.from_networks(self.cfg, condition_encoder, unet).eval().requires_grad_(False)
+        self.first_stage = FirstStage(vae, self.cfg.latent_scale).eval().requires_grad_(False)
         self.schedule = NoiseSchedule(self.cfg.schedule)
-        self.label_set: LabelSet = model.label_set
+        self.label_set: LabelSet = self.model.label_set
+        self.parser_spec, self.model_folder, self.framing = None, None, Framing()
+        self._photo_parser: Any = None
+
+    @classmethod
+    def from_networks(cls, model: SemanticLDM, first_stage: FirstStage, face_parser: Any = None,
+                      device: str | torch.device | None = None) -> "SCADMPipeline":
+        """A pipeline around networks in memory (a training run's, a converted checkpoint's); its
+        scheduler is the model's default solver built from its noise schedule."""
+        cfg = model.cfg
+        scheduler = NoiseSchedule(cfg.schedule).make_scheduler(cfg.sampling.sampler)
+        settings = {k: v for k, v in to_dict(cfg).items() if k not in ("unet", "conditioning")}
+        pipe = cls(model.unet, model.conditioner, first_stage.model, scheduler, face_parser, **settings)
+        return pipe.to(_device(device))
 
     @classmethod
     def from_pretrained(cls, folder: str | Path | None = None, device: str | torch.device | None = None,
-                        parser: Any = None, framing: Framing = Framing()) -> "SCADMPipeline":
-        """Load a model folder (config.json, model.safetensors, autoencoder/); None = the bundled model.
+                        parser: Any = None, framing: Framing = Framing(), torch_dtype: torch.dtype | None = None,
+                        **kwargs: Any) -> "SCADMPipeline":
+        """Load a model folder (``model_index.json`` and its components, as ``save_pretrained`` writes
+        it; a folder of scadm < 0.2, ``config.json`` + ``model.safetensors`` + ``autoencoder/``, loads
+        too, with a note); None = the bundled model.
 
-        `parser`: the face parser for photos given without a mask (see :meth:`face_parser`).
+        `device`: where to run (default: cuda when available); `torch_dtype`: the components' dtype;
+        `parser`: the face parser for photos given without a mask (see :attr:`photo_parser`).
         """
         folder = checks.model_folder(folder, "model") if folder is not None else default_model_folder()
         if device is not None:
             checks.device(str(device), "device")
         if isinstance(parser, (str, Path)):
             parser = _parser_path(parser, "parser")
+        if (folder / PIPELINE_INDEX).is_file():
+            from diffusers.utils import logging as diffusers_logging
+
+            from .models import face_parser as _  # noqa: F401 - diffusers loads only classes of imported modules
+
+            shown = diffusers_logging.is_progress_bar_enabled()
+            diffusers_logging.disable_progress_bar()  # five small components: no "Loading pipeline components" bar
+            try:
+                pipe = super().from_pretrained(str(folder), torch_dtype=torch_dtype, local_files_only=True,
+                                               low_cpu_mem_usage=False, **kwargs)
+            finally:
+                if shown:
+                    diffusers_logging.enable_progress_bar()
+        else:
+            warnings.warn(LegacyFolderNote(f"{folder}: a model folder of scadm < 0.2 (config.json, model.safetensors); "
+                                           f"`scadm upgrade-model {folder} NEW` writes it as a diffusers pipeline"),
+                          stacklevel=2)
+            pipe = cls._from_legacy(folder)
+            if torch_dtype is not None:
+                pipe.to(dtype=torch_dtype)
+        pipe.to(_device(device))
+        pipe.parser_spec, pipe.model_folder, pipe.framing = parser, folder, framing
+        return pipe
+
+    @classmethod
+    def _from_legacy(cls, folder: Path) -> "SCADMPipeline":
+        from .models.face_parser import BiSeNetParser, load_parser
+
         model = SemanticLDM.from_pretrained(folder)
-        return cls(model, FirstStage.from_pretrained(folder / "autoencoder", model.cfg.latent_scale), device,
-                   parser=parser, model_folder=folder, framing=framing)
+        own, parser = folder / "parser", None
+        if (own / "parser.json").is_file():
+            parser = load_parser(own)
+        elif sorted(own.glob("*.pth")):
+            parser = BiSeNetParser.from_file(sorted(own.glob("*.pth"))[0])
+        return cls.from_networks(model, FirstStage.from_pretrained(folder / "autoencoder", model.cfg.latent_scale),
+                                 parser, device="cpu")
+
+    def save_pretrained(self, save_directory: str | Path, **kwargs: Any) -> None:
+        """Write the pipeline as diffusers does (``model_index.json``, one folder per component),
+        without the local path diffusers records in each component's config."""
+        from safetensors.torch import save_file
+
+        super().save_pretrained(str(save_directory), safe_serialization=True, **kwargs)
+        for cfg_path in Path(save_directory).glob("*/config.json"):
+            cfg = json.loads(cfg_path.read_text())
+            if cfg.pop("_name_or_path", None) is not None:
+                cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+            weights = cfg_path.parent / "diffusion_pytorch_model.safetensors"
+            if not weights.exists():  # a network without weights (the encoder of a mode that encodes nothing):
+                save_file({}, str(weights))  # diffusers writes no file but loads one
 
     # ------------------------------------------------------------------ photos
     @property
-    def face_parser(self) -> Any:
+    def photo_parser(self) -> Any:
         """The :class:`~scadm.photos.FaceParser` for photos without a mask, or None. One rule: the
-        ``parser`` given to the pipeline (``--parser``), else ``$SCADM_PARSER``, else the model
-        folder's own ``parser/`` (the bundled model's: its compact synthetic-face parser), else none."""
-        if self._face_parser is None:
+        ``parser`` given to the pipeline (``--parser``), else ``$SCADM_PARSER``, else the pipeline's own
+        ``face_parser`` unless it knows only scadm's synthetic faces (the bundled model's), else none."""
+        if self._photo_parser is None:
             from .photos import load_face_parser, resolve_parser
 
             found = resolve_parser(self.parser_spec, self.model_folder)
             if found is not None:
                 spec, where = found
+                if where == OWN_PARSER and self.face_parser is not None:
+                    spec = self.face_parser  # the component already loaded
                 name = f"{spec} ({where})" if isinstance(spec, (str, Path)) else where
-                self._face_parser = load_face_parser(spec, self.label_set, self._square_side(), self.device, name)
-        return self._face_parser
+                self._photo_parser = load_face_parser(spec, self.label_set, self._square_side(), self.device, name)
+        return self._photo_parser
 
     def _square_side(self) -> int:
         h, w = self.image_size
@@ -300,7 +401,7 @@ class SCADMPipeline:
 
         parser = None
         if mask is None:
-            parser = self.face_parser
+            parser = self.photo_parser
             if parser is None:
                 raise no_parser_error(str(image) if isinstance(image, (str, Path)) else "the photo", mask_option,
                                       self.model_folder)
@@ -881,3 +982,60 @@ def _parser_path(path: str | Path, name: str) -> Path:
     if not p.exists():
         raise FileNotFoundError(f"{name} {p}: no such parser file; {_parser_hint()}")
     return checks.input_dir(p, name, "parser folder") if p.is_dir() else checks.input_file(p, name, "parser file")
+
+
+def export_model(model: SemanticLDM, first_stage: FirstStage, folder: str | Path, face_parser: Any = None) -> None:
+    """A self-contained model folder: these networks as an :class:`SCADMPipeline`, written by
+    ``save_pretrained``. The files of an older layout at the same place (config.json,
+    model.safetensors, autoencoder/, parser/) are removed, so the folder holds one model."""
+    import shutil
+
+    folder = Path(folder)
+    device = next(model.parameters()).device
+    SCADMPipeline.from_networks(model, first_stage, face_parser, device=device).save_pretrained(folder)
+    for old in ("config.json", "model.safetensors"):
+        (folder / old).unlink(missing_ok=True)
+    for old in ("autoencoder", "parser"):
+        shutil.rmtree(folder / old, ignore_errors=True)
+
+
+#: what a model folder of scadm < 0.2 holds besides its other files (training logs, previews, reports)
+_LEGACY_FILES = ("config.json", "model.safetensors", "autoencoder", "parser")
+
+
+def upgrade_folder(old: str | Path, new: str | Path) -> list[str]:
+    """Write model folder `old` (any layout scadm wrote) as a diffusers pipeline folder at `new`, which
+    must not exist or be empty; `old` is left as it is. The files besides the model (training logs,
+    previews, reports) are copied. Every tensor is checked equal after reloading `new`. Returns the
+    names copied."""
+    import shutil
+
+    from .tempfiles import temp_path
+
+    old, new = checks.model_folder(old, "OLD"), Path(new)
+    if new.exists() and (not new.is_dir() or any(new.iterdir())):
+        raise ValueError(f"NEW {new} exists and is not an empty folder; give a new folder (nothing is overwritten)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LegacyFolderNote)
+        pipe = SCADMPipeline.from_pretrained(old, device="cpu")
+    tmp = temp_path(new)
+    pipe.save_pretrained(tmp)
+    written = {p.name for p in tmp.iterdir()}
+    copied = []
+    for item in sorted(old.iterdir()):
+        if item.name in _LEGACY_FILES or item.name in written or item.name.startswith("."):
+            continue
+        (shutil.copytree if item.is_dir() else shutil.copy2)(item, tmp / item.name)
+        copied.append(item.name)
+    again = SCADMPipeline.from_pretrained(tmp, device="cpu")
+    for name in ("unet", "condition_encoder", "vae", "face_parser"):
+        a, b = getattr(pipe, name), getattr(again, name)
+        if (a is None) != (b is None) or (a is not None and any(
+                not torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))):
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise RuntimeError(f"upgrade-model: {name} did not reload equal from {tmp}; nothing was written")
+    if new.exists():
+        new.rmdir()
+    tmp.replace(new)
+    return copied
+

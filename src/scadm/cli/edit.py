@@ -109,7 +109,7 @@ class _Face:
 
         from ..pipeline import to_pil
 
-        if mask is None and pipe.face_parser is None:
+        if mask is None and pipe.photo_parser is None:
             from ..photos import no_parser_error
 
             raise UserError(str(no_parser_error(f"{image_flag} {image}", mask_flag, pipe.model_folder)))

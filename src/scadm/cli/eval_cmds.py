@@ -67,12 +67,11 @@ def _shown(path: Path) -> str:
 
 
 def default_parser(model_folder: Path | None) -> Path | None:
-    """The parser shipped next to a model (model/parser), if any."""
+    """The parser shipped with a model (its face_parser/, or parser/ in older folders), if any."""
+    from ..photos import own_parser_folder
     from ..pipeline import default_model_folder
 
-    folder = Path(model_folder) if model_folder else default_model_folder()
-    p = folder / "parser"
-    return p if (p / "parser.json").is_file() else None
+    return own_parser_folder(Path(model_folder) if model_folder else default_model_folder())
 
 
 @eval_app.command("synthetic")

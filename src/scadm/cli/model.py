@@ -1,4 +1,5 @@
-"""Model commands: info (what a model knows, or a config's parameter counts)."""
+"""Model commands: info (what a model knows, or a config's parameter counts), upgrade-model (an older
+model folder rewritten as a diffusers pipeline folder)."""
 
 from __future__ import annotations
 
@@ -54,11 +55,12 @@ def model_report(folder) -> dict:
     and editing defaults, and its own face parser (with what that parser knows)."""
     from ..models.face_parser import parser_domain
     from ..models.ldm import read_model_config
+    from ..photos import own_parser_folder
     from ..pipeline import default_model_folder
 
     folder = folder if folder is not None else default_model_folder()
     cfg = read_model_config(folder)
-    own = folder / "parser"
+    own = own_parser_folder(folder)
     s = cfg.sampling
     return {
         "model": str(folder), "name": cfg.name, "domain": cfg.domain or "not recorded",
@@ -66,7 +68,7 @@ def model_report(folder) -> dict:
         if isinstance(cfg.labels, str) else "custom", "conditioning": cfg.conditioning.type,
         "sampling": f"{s.sampler}, {s.steps} steps, guidance s = {s.guidance_scale} ({s.null_condition} null)",
         "editing": f"inversion {s.inversion}" + (", the rest of the face kept (blend)" if s.blend else ""),
-        "parser": ({"path": str(own), "domain": parser_domain(own)} if own.is_dir() else None),
+        "parser": ({"path": str(own), "domain": parser_domain(own)} if own is not None else None),
     }
 
 
@@ -114,5 +116,23 @@ def info(
     console.print(table)
 
 
+def upgrade_model(
+    old: Path = typer.Argument(..., help="A model folder of scadm < 0.2 (config.json, model.safetensors, autoencoder/)."),
+    new: Path = typer.Argument(..., help="The folder to write (must not exist, or be empty)."),
+) -> None:
+    """Write an older model folder as a diffusers pipeline folder (model_index.json, unet/, condition_encoder/,
+    vae/, scheduler/, face_parser/); OLD is left unchanged, and every tensor is checked equal after reloading."""
+    from ..pipeline import upgrade_folder
+
+    try:
+        copied = upgrade_folder(old, new)
+    except (ValueError, FileNotFoundError) as exc:
+        raise UserError(str(exc)) from None
+    extra = f"; also copied: {', '.join(copied)}" if copied else ""
+    console.print(f"wrote {new} (model_index.json and its components; every tensor reloads equal){extra}",
+                  highlight=False, markup=False)
+
+
 def register(app: typer.Typer) -> None:
     app.command("info")(info)
+    app.command("upgrade-model")(upgrade_model)

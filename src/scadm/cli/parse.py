@@ -36,7 +36,6 @@ def parse_cmd(
     The mask is in the model's label set; correct it in any paint program (ids, or the colours
     `scadm labels` prints) and pass it to `scadm edit ... --mask`.
     """
-    import json
 
     import numpy as np
 
@@ -44,6 +43,7 @@ def parse_cmd(
     from ..labels import LabelSet, get_label_set
     from ..photos import (Framing, check_parsed_face, load_face_parser, load_photo, no_parser_error, parse_photo,
                           resolve_parser)
+    from ..models.ldm import read_model_config
     from ..pipeline import default_model_folder
 
     colour = out.with_name(out.stem + "_color.png")
@@ -51,13 +51,14 @@ def parse_cmd(
         if p.exists() and p.resolve() == photo.resolve():
             raise UserError(f"--out {p} is the photo; choose another output path (inputs are never overwritten)")
     folder = model if model is not None else default_model_folder()
-    labels = json.loads((folder / "config.json").read_text()).get("labels")
+    cfg = read_model_config(folder)
+    labels = cfg.labels
     label_set = LabelSet.from_dict(labels) if isinstance(labels, dict) else get_label_set(labels)
     found = resolve_parser(parser, folder)
     if found is None:
         raise no_parser_error(str(photo), mask_option=None, model_folder=folder)
     spec, where = found
-    size = json.loads((folder / "config.json").read_text()).get("image_size", [512])
+    size = cfg.image_size
     import torch
 
     with console.status("parsing"):

@@ -10,14 +10,16 @@ dropout, guidance) are all zeros, which no real attribute vector is.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor, nn
 
 from ..conditioning_modes import ConditioningMode, get_mode
 from ..conditions import ConditionInputs, Conditions
-from ..config import AttributeEncoderConfig, ConditioningConfig, MaskEncoderConfig
+from ..config import AttributeEncoderConfig, ConditioningConfig, MaskEncoderConfig, from_dict, to_dict
 from ..nn.resnet import ResNet18
 from .style_encoder import MultiResolutionStyleEncoder
 
@@ -99,7 +101,7 @@ _COMPONENT_MODULES: dict[str, _ComponentModule] = {
 }
 
 
-class ConditionEncoder(nn.Module):
+class ConditionEncoder(ModelMixin, ConfigMixin):
     """Raw inputs -> Conditions for any registered conditioning mode (see :mod:`scadm.conditioning_modes`).
 
     The mode's components, in order, each give tokens; they are concatenated along the token
@@ -111,14 +113,30 @@ class ConditionEncoder(nn.Module):
     - ``null(mask, null_condition)``: the null condition of classifier-free guidance, the encoder
       applied to the true or a zero mask (as the mode says), no image and no attributes; for the
       released "zero" null, all-zero tokens of the same shape and a zero mask.
+
+    A diffusers model: its config is the :class:`~scadm.config.ConditioningConfig`, ``type`` and
+    each section as ``<section>_config`` (None where the mode does not use it; the names differ
+    from the encoders' own, which are their weights' keys), and the label set's size ``num_classes``.
     """
 
-    def __init__(self, cfg: ConditioningConfig, num_classes: int = 19) -> None:
+    @register_to_config
+    def __init__(self, type: str = "style", style_encoder_config: dict | None = None,  # noqa: A002 - the config's key
+                 attributes_config: dict | None = None, mask_encoder_config: dict | None = None,
+                 num_classes: int = 19) -> None:
         super().__init__()
+        cfg = from_dict(ConditioningConfig, {"type": type, "style_encoder": style_encoder_config,
+                                             "attributes": attributes_config, "mask_encoder": mask_encoder_config})
+        self.cfg = cfg
+        # where the encoder lives, also for a mode without encoders (diffusers reads a model's device and dtype)
+        self.register_buffer("anchor", torch.zeros(0), persistent=False)
         self.mode: ConditioningMode = get_mode(cfg.type)
         self._components = [_COMPONENT_MODULES[section] for section in self.mode.components]
         for comp in self._components:
             setattr(self, comp.name, comp.build(cfg, num_classes))
+
+    @classmethod
+    def from_cfg(cls, cfg: ConditioningConfig, num_classes: int = 19) -> "ConditionEncoder":
+        return cls(**{k if k == "type" else f"{k}_config": v for k, v in to_dict(cfg).items()}, num_classes=num_classes)
 
     def forward(self, mask: Tensor, image: Tensor | None = None, attributes: Tensor | None = None) -> Conditions:
         tokens = [comp.tokens(getattr(self, comp.name), mask, image, attributes) for comp in self._components]

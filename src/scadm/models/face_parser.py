@@ -10,7 +10,11 @@
   (:mod:`scadm.train.parser`) on any prepared dataset (synthetic faces, custom label sets);
   its test-split mIoU is the ceiling that generated images can reach.
 
-Both expose ``parse(images in [-1, 1]) -> (B, H, W) ids`` and ``features(images) -> (B, F)``.
+Both expose ``parse(images in [-1, 1]) -> (B, H, W) ids`` and ``features(images) -> (B, F)``,
+and both are diffusers models (``ModelMixin`` + ``ConfigMixin``): a pipeline's optional
+``face_parser`` component is saved as ``config.json`` + ``diffusion_pytorch_model.safetensors``.
+A compact parser's config keeps what ``scadm train-parser`` recorded about it (label set,
+metrics, the side it was trained at, the domain of its data) under ``info``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from ..labels import CELEBAMASK_HQ, FACE_PARSING_NAMES, FACE_PARSING_TO_OFFICIAL
@@ -151,26 +157,30 @@ def load_bisenet(path: str | os.PathLike, n_classes: int = 19) -> BiSeNet:
     return net.eval()
 
 
-class BiSeNetParser(nn.Module):
+class BiSeNetParser(ModelMixin, ConfigMixin):
     """BiSeNet with its preprocessing; ``parse`` returns official CelebAMask-HQ ids.
 
     Args:
-        net: a loaded :class:`BiSeNet` (see :func:`load_bisenet`).
+        n_classes: the network's classes (19).
         input_size: the side the network sees (512, as face-parsing.PyTorch).
         official_order: map the parser's label order to the official order (default).
+
+    ``from_file("79999_iter.pth")`` loads the released weights; ``from_net(net)`` wraps a loaded
+    :class:`BiSeNet`.
     """
 
     kind = "bisenet"
 
-    def __init__(self, net: BiSeNet, input_size: int = 512, official_order: bool = True) -> None:
+    @register_to_config
+    def __init__(self, n_classes: int = 19, input_size: int = 512, official_order: bool = True) -> None:
         super().__init__()
-        self.net = net.eval()
+        self.net = BiSeNet(n_classes).eval()
         self.input_size = input_size
         self.official_order = official_order
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("to_official", torch.as_tensor(FACE_PARSING_TO_OFFICIAL), persistent=False)
-        self.num_classes = net.n_classes
+        self.num_classes = n_classes
         self.num_features = 256
 
     @property
@@ -180,7 +190,13 @@ class BiSeNetParser(nn.Module):
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, **kwargs) -> "BiSeNetParser":
-        return cls(load_bisenet(path), **kwargs)
+        return cls.from_net(load_bisenet(path), **kwargs)
+
+    @classmethod
+    def from_net(cls, net: BiSeNet, **kwargs) -> "BiSeNetParser":
+        parser = cls(net.n_classes, **kwargs)
+        parser.net = net.eval()
+        return parser
 
     def _prep(self, images: torch.Tensor) -> torch.Tensor:
         x = (images.float().clamp(-1, 1) + 1) / 2
@@ -218,21 +234,28 @@ def _block(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(*_conv_bn(cin, cout), *_conv_bn(cout, cout))
 
 
-class CompactParser(nn.Module):
+class CompactParser(ModelMixin, ConfigMixin):
     """A small U-Net for semantic parsing of any label set, cheap enough to train on a CPU.
 
     A single full-resolution conv (stem) feeds an encoder at 1/2, 1/4 and 1/8 resolution;
     the decoder comes back to 1/2, is upsampled, concatenated with the stem and refined by
     one full-resolution conv before the 1x1 classifier. ``width`` 24 gives about 0.27 M, 32 about 0.48 M
     parameters. Input (B, in_channels, H, W) in [-1, 1], H and W divisible by 8; output
-    (B, num_classes, H, W) logits.
+    (B, num_classes, H, W) logits. ``info``: what ``scadm train-parser`` recorded (``label_set``,
+    ``metrics``, ``size``, ``domain``, ``data`` ...).
     """
 
     kind = "compact"
 
-    def __init__(self, num_classes: int = 19, width: int = 24, in_channels: int = 3) -> None:
+    @register_to_config
+    def __init__(self, num_classes: int = 19, width: int = 24, in_channels: int = 3, info: dict | None = None) -> None:
         super().__init__()
         self.num_classes, self.width, self.in_channels = num_classes, width, in_channels
+        info = info or {}
+        self.label_names = tuple(info.get("label_set", {}).get("classes", ()))
+        size = info.get("size")  # the side it was trained at (None: the data's own size, not recorded)
+        self.input_size = int(max(size)) if size else None
+        self.metrics = info.get("metrics", {})
         w = width
         self.stem = nn.Sequential(*_conv_bn(in_channels, w // 2))
         self.enc1 = _block(w // 2, w)  # 1/2
@@ -244,7 +267,7 @@ class CompactParser(nn.Module):
         self.head = nn.Conv2d(w // 2, num_classes, 1)
         self.num_features = 4 * w + w
 
-    def config(self) -> dict:
+    def architecture(self) -> dict:
         return {"num_classes": self.num_classes, "width": self.width, "in_channels": self.in_channels}
 
     def _encode(self, x: torch.Tensor):
@@ -289,7 +312,7 @@ def save_compact_parser(parser: CompactParser, out: str | os.PathLike, info: dic
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().cpu().contiguous() for k, v in parser.state_dict().items()}, str(out / "parser.safetensors"))
-    meta = {"kind": "compact-parser", "config": parser.config(), **info}
+    meta = {"kind": "compact-parser", "config": parser.architecture(), **info}
     (out / "parser.json").write_text(json.dumps(meta, indent=2) + "\n")
     return out
 
@@ -299,11 +322,26 @@ def dataset_domain(data: str | os.PathLike) -> str:
     return SYNTHETIC_DOMAIN if (Path(data) / "synth.json").is_file() else "photos"
 
 
+def _component_config(folder: Path) -> dict | None:
+    """A parser component folder's config.json (a pipeline's face_parser/), or None."""
+    path = folder / "config.json"
+    if not path.is_file():
+        return None
+    cfg = json.loads(path.read_text())
+    return cfg if cfg.get("_class_name") in ("CompactParser", "BiSeNetParser") else None
+
+
 def parser_domain(spec: str | os.PathLike) -> str:
     """What a parser file knows: a compact parser's recorded domain (older folders: from their training
     data's name), a BiSeNet .pth: CelebAMask-HQ photos."""
     p = Path(spec)
     folder = p if p.is_dir() else p.parent
+    component = _component_config(folder) if p.is_dir() else None
+    if component is not None:
+        if component["_class_name"] == "BiSeNetParser":
+            return BISENET_DOMAIN
+        meta = component.get("info") or {}
+        return str(meta.get("domain", "photos"))
     meta_path = folder / "parser.json"
     if p.suffix == ".pth" or not meta_path.is_file():
         return BISENET_DOMAIN
@@ -313,21 +351,22 @@ def parser_domain(spec: str | os.PathLike) -> str:
     return SYNTHETIC_DOMAIN if "synthetic" in str(meta.get("data", "")) else "photos"
 
 
-def _load_compact(folder: Path) -> CompactParser:
+def _load_compact(folder: Path) -> nn.Module:
     from safetensors.torch import load_file
 
+    component = _component_config(folder)
+    if component is not None:  # a pipeline's face_parser/ component
+        cls = CompactParser if component["_class_name"] == "CompactParser" else BiSeNetParser
+        return cls.from_pretrained(str(folder), low_cpu_mem_usage=False).eval()
     meta_path, weights = folder / "parser.json", folder / "parser.safetensors"
     if not weights.is_file():
         raise FileNotFoundError(f"{folder}: no parser.safetensors; train one with `scadm train-parser`")
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else None
     if not meta or meta.get("kind") != "compact-parser":
         raise ValueError(f"{meta_path}: not a compact-parser description (written by `scadm train-parser`)")
-    model = CompactParser(**meta["config"])
+    info = {k: v for k, v in meta.items() if k not in ("kind", "config")}
+    model = CompactParser(**meta["config"], info=info)
     load_strict(model, load_file(str(weights)), str(weights))
-    model.label_names = tuple(meta.get("label_set", {}).get("classes", ()))
-    size = meta.get("size")  # the side it was trained at (None: the data's own size, not recorded)
-    model.input_size = int(max(size)) if size else None
-    model.metrics = meta.get("metrics", {})
     return model.eval()
 
 

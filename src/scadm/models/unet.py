@@ -17,6 +17,10 @@ cross-attention keys/values (or, for the gather path, the whole output) only on 
 and the mask. :meth:`SemanticUNet.prepare` computes them once; the result, a
 :class:`PreparedConditions`, is passed as ``cond`` at every sampling step.
 
+A diffusers model (``ModelMixin`` + ``ConfigMixin``): its init arguments are the fields of
+:class:`~scadm.config.UNetConfig`, so ``save_pretrained`` writes them to ``config.json`` beside
+``diffusion_pytorch_model.safetensors`` and ``from_pretrained(folder, torch_dtype=...)`` rebuilds it.
+
 Gradient checkpointing (``gradient_checkpointing = True``, set by the trainer): in training,
 each block's activations are recomputed in the backward pass instead of being kept.
 
@@ -27,14 +31,17 @@ starts as the identity, LDM's policy).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from ..conditions import Conditions
-from ..config import UNetConfig
+from ..config import UNetConfig, from_dict, to_dict
 from ..nn.attention import SpatialTransformer
 from ..nn.embeddings import timestep_embedding
 from ..nn.masks import MaskPyramid
@@ -64,11 +71,32 @@ class UNetBlock(nn.ModuleList):
 # ---------------------------------------------------------------------------
 # The denoiser
 # ---------------------------------------------------------------------------
-class SemanticUNet(nn.Module):
-    """eps_theta(z_t, t, cond): SCA-DM's UNet (and, by config, the multi-conditioning LDM's)."""
+_U = UNetConfig()
 
-    def __init__(self, cfg: UNetConfig) -> None:
+
+class SemanticUNet(ModelMixin, ConfigMixin):
+    """eps_theta(z_t, t, cond): SCA-DM's UNet (and, by config, the multi-conditioning LDM's).
+
+    The arguments are :class:`~scadm.config.UNetConfig`'s fields, documented there;
+    ``SemanticUNet.from_cfg(cfg)`` builds one from that config.
+    """
+
+    _supports_gradient_checkpointing = False  # scadm's own: the trainer sets `gradient_checkpointing`
+
+    @register_to_config
+    def __init__(self, in_channels: int = _U.in_channels, out_channels: int = _U.out_channels,
+                 model_channels: int = _U.model_channels, channel_mult: tuple[int, ...] = _U.channel_mult,
+                 num_res_blocks: int = _U.num_res_blocks, attention_resolutions: tuple[int, ...] = _U.attention_resolutions,
+                 head_dim: int = _U.head_dim, transformer_depth: int = _U.transformer_depth,
+                 transformer_parts: tuple[str, ...] = _U.transformer_parts, context_dim: int = _U.context_dim,
+                 cross_attention: str = _U.cross_attention, masked_impl: str = _U.masked_impl,
+                 spade_parts: tuple[str, ...] = _U.spade_parts, num_classes: int = _U.num_classes,
+                 spade_hidden: int = _U.spade_hidden, tokens_per_class: int = _U.tokens_per_class,
+                 global_tokens: int = _U.global_tokens, use_scale_shift_norm: bool = _U.use_scale_shift_norm,
+                 dropout: float = _U.dropout, mask_resize: str = _U.mask_resize) -> None:
+        args = dict(locals())  # exactly UNetConfig's fields (tests/test_pipeline_contract.py checks)
         super().__init__()
+        cfg = from_dict(UNetConfig, {f.name: args[f.name] for f in dataclasses.fields(UNetConfig)})
         self.cfg = cfg
         self.gradient_checkpointing = False
         mc = cfg.model_channels
@@ -136,6 +164,10 @@ class SemanticUNet(nn.Module):
                 self._xattn.append((module, module.ds))
 
     # ------------------------------------------------------------------ builders
+    @classmethod
+    def from_cfg(cls, cfg: UNetConfig) -> "SemanticUNet":
+        return cls(**to_dict(cfg))
+
     def _resblock(self, part: str, ch_in: int, ch_out: int, ds: int) -> nn.Module:
         c = self.cfg
         if part in c.spade_parts:

@@ -28,7 +28,7 @@ from ..diffusion import NoiseSchedule, diffusion_loss, region_weights
 from ..diffusion.objective import condition_dropout
 from ..models.autoencoder import FirstStage
 from ..models.conditioning import signed_attributes
-from ..models.ldm import SemanticLDM, export_model
+from ..models.ldm import SemanticLDM
 from ..tempfiles import remove_stale, temp_path
 from .batches import GlobalBatchSampler, make_accelerator, sample_generator
 from .checkpoints import Checkpoints, rng_state, set_rng_state
@@ -237,6 +237,8 @@ def train_diffusion(
     checksums = acc.gather(checksum).tolist()
     if main:
         log.plot(f"{cfg.name}: training loss")
+        from ..pipeline import export_model
+
         export_model(_ema_model(model, ema), first_stage, out / "model")
         (out / "processes.json").write_text(json.dumps({"processes": world, "param_checksums": checksums}) + "\n")
         printer(f"done: step {tc.max_steps}, loss {last.get('loss', float('nan')):.4f}; "
@@ -256,6 +258,8 @@ def _export_atomically(model: SemanticLDM, first_stage: FirstStage, folder: Path
     """export_model into a temporary folder renamed into place (a killed run leaves no half export)."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(folder.parent)
+    from ..pipeline import export_model
+
     tmp = temp_path(folder)
     export_model(model, first_stage, tmp)
     shutil.rmtree(folder, ignore_errors=True)
@@ -312,7 +316,7 @@ class _PreviewFaces:
         from ..pipeline import SCADMPipeline, SamplingOptions, swap_tokens
         from ..grids import image_grid
 
-        pipe = SCADMPipeline(model, first_stage, device=first_stage.model.device)
+        pipe = SCADMPipeline.from_networks(model, first_stage, device=first_stage.model.device)
         x, ids = self.images.to(pipe.device), self.labels.to(pipe.device)
         if not pipe.has_style:  # attribute / mask-token / unconditional models: samples from each face's conditions
             attrs = None if self.attributes is None else self.attributes.to(pipe.device)

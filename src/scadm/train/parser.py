@@ -82,4 +82,4 @@ def train_parser(
         "metrics": {"split": eval_split, "num_images": len(test_set), **scores},
     }
     save_compact_parser(model.cpu(), out, info)
-    return {"kind": "compact-parser", "config": model.config(), **info}
+    return {"kind": "compact-parser", "config": model.architecture(), **info}

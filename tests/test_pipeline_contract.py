@@ -1,0 +1,147 @@
+"""The pipeline as diffusers sees it: components that save and load as diffusers models, a
+DiffusionPipeline written by save_pretrained and read back by from_pretrained (for every
+conditioning mode), and model folders of earlier versions that still load."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DiffusionPipeline
+
+from scadm.config import UNetConfig, load_recipe
+from scadm.conditioning_modes import MODES
+from scadm.models.autoencoder import FirstStage, build_autoencoder
+from scadm.models.conditioning import ConditionEncoder
+from scadm.models.face_parser import BiSeNetParser, CompactParser
+from scadm.models.unet import SemanticUNet
+from scadm.pipeline import DEFAULT_MODEL, LegacyFolderNote, SCADMPipeline, export_model
+
+from legacy import save_legacy
+from test_contracts import config_for, random_model
+
+
+def _face(seed: int = 0):
+    from scadm.data.synthetic import render_face
+
+    f = render_face(1_000_000 + seed, size=32)
+    return f.image, f.label
+
+
+def _first_stage():
+    torch.manual_seed(1)
+    return FirstStage(build_autoencoder(load_recipe("tiny").autoencoder).eval())
+
+
+def test_unet_arguments_are_the_config_fields():
+    """SemanticUNet's init is UNetConfig, field for field and default for default (its config.json)."""
+    params = dict(inspect.signature(SemanticUNet.__init__).parameters)
+    params.pop("self")
+    fields = {f.name: f for f in dataclasses.fields(UNetConfig)}
+    assert list(params) == list(fields)
+    defaults = UNetConfig()
+    assert all(p.default == getattr(defaults, name) for name, p in params.items())
+
+
+@pytest.mark.parametrize("make", [
+    lambda: SemanticUNet.from_cfg(load_recipe("tiny").model.unet),
+    lambda: ConditionEncoder.from_cfg(load_recipe("tiny").model.conditioning, 19),
+    lambda: CompactParser(19, width=8, info={"domain": "photos", "size": [32, 32]}),
+    lambda: BiSeNetParser(input_size=64),
+], ids=["unet", "condition_encoder", "compact_parser", "bisenet_parser"])
+def test_each_network_is_a_diffusers_model(make, tmp_path):
+    torch.manual_seed(0)
+    net = make()
+    net.save_pretrained(tmp_path / "c")
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["config.json", "diffusion_pytorch_model.safetensors"]
+    assert json.loads((tmp_path / "c" / "config.json").read_text())["_class_name"] == type(net).__name__
+    loaded = type(net).from_pretrained(tmp_path / "c", torch_dtype=torch.bfloat16, low_cpu_mem_usage=False)
+    assert {k: v for k, v in loaded.config.items() if not k.startswith("_")} == {
+        k: v for k, v in net.config.items() if not k.startswith("_")}
+    for (name, a), (_, b) in zip(net.state_dict().items(), loaded.state_dict().items()):
+        assert b.dtype == (torch.bfloat16 if a.is_floating_point() else a.dtype), name
+        assert torch.equal(a.to(b.dtype), b), name
+
+
+@pytest.mark.parametrize("mode", [pytest.param(m, id=m.name) for m in MODES.values()])
+def test_save_pretrained_round_trip_for_every_mode(mode, tmp_path):
+    """model_index.json + one folder per component; from_pretrained gives the same networks and images."""
+    model = random_model(config_for(mode))
+    pipe = SCADMPipeline.from_networks(model, _first_stage(), device="cpu")
+    pipe.save_pretrained(tmp_path / "p")
+    index = json.loads((tmp_path / "p" / "model_index.json").read_text())
+    assert index["_class_name"] == "SCADMPipeline"
+    assert index["unet"] == ["scadm.models.unet", "SemanticUNet"]
+    assert index["condition_encoder"] == ["scadm.models.conditioning", "ConditionEncoder"]
+    assert index["face_parser"] == [None, None]  # optional, absent
+    assert index["sampling"]["sampler"] == model.cfg.sampling.sampler
+    loaded = SCADMPipeline.from_pretrained(tmp_path / "p", device="cpu")
+    assert loaded.cfg == pipe.cfg and loaded.face_parser is None
+    assert all(torch.equal(a, b) for a, b in zip(pipe.unet.state_dict().values(), loaded.unet.state_dict().values()))
+    ids = torch.from_numpy(_face()[1]).long()[None]
+    attrs = {"Smiling": 1} if mode.takes_attributes else None
+    need_mask = mode.has_tokens or bool(model.cfg.unet.spade_parts)
+    a = pipe.generate(ids if need_mask else None, n=1, steps=2, seed=3, attributes=attrs).tensors
+    b = loaded.generate(ids if need_mask else None, n=1, steps=2, seed=3, attributes=attrs).tensors
+    assert torch.equal(a, b)
+
+
+def test_the_components_are_diffusers_components(tiny_model):
+    pipe = SCADMPipeline.from_pretrained(tiny_model, device="cpu")
+    assert isinstance(pipe, DiffusionPipeline) and set(pipe.components) == {
+        "unet", "condition_encoder", "vae", "scheduler", "face_parser"}
+    assert type(pipe.scheduler).__name__ == "DDIMScheduler"  # the tiny preset samples with DDIM
+
+
+def test_a_folder_of_an_earlier_version_loads_and_upgrades(tmp_path, run_cli):
+    """config.json + model.safetensors + autoencoder/ + parser/: loads with one note, gives the same images,
+    and `scadm upgrade-model` writes the pipeline layout (nothing overwritten)."""
+    model = random_model(load_recipe("tiny").model)
+    parser = CompactParser(19, width=8)
+    old = save_legacy(model, tmp_path / "old", _first_stage(), (parser, {"domain": "photos", "note": "x"}))
+    (old / "loss.csv").write_text("step,loss\n1,0.5\n")
+    with pytest.warns(LegacyFolderNote, match="upgrade-model"):
+        legacy = SCADMPipeline.from_pretrained(old, device="cpu")
+    assert isinstance(legacy.face_parser, CompactParser)
+    image, label = _face()
+    before = legacy.swap((image, label), _face(1), ["hair"], steps=3, seed=1).tensors
+
+    r = run_cli("upgrade-model", old, tmp_path / "new")
+    assert r.code == 0, r.err
+    assert "every tensor reloads equal" in r.out and "loss.csv" in r.out
+    new = tmp_path / "new"
+    assert (new / "model_index.json").is_file() and (new / "loss.csv").is_file()
+    assert not (new / "model.safetensors").exists() and (old / "model.safetensors").is_file()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LegacyFolderNote)  # the new layout loads without the note
+        upgraded = SCADMPipeline.from_pretrained(new, device="cpu")
+    assert upgraded.face_parser.metrics == {} and json.loads(
+        (new / "face_parser" / "config.json").read_text())["info"]["domain"] == "photos"
+    after = upgraded.swap((image, label), _face(1), ["hair"], steps=3, seed=1).tensors
+    assert torch.equal(before, after)
+
+    again = run_cli("upgrade-model", old, new)  # a non-empty NEW is refused
+    assert again.code == 1 and "not an empty folder" in again.err
+
+
+def test_the_bundled_model_is_a_pipeline_folder():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LegacyFolderNote)
+        pipe = SCADMPipeline.from_pretrained(device="cpu")
+    assert (DEFAULT_MODEL / "model_index.json").is_file()
+    assert isinstance(pipe.face_parser, CompactParser) and pipe.photo_parser is None  # synthetic faces only
+    assert type(pipe.scheduler).__name__ == "DPMSolverMultistepScheduler"
+
+
+def test_export_model_replaces_an_older_layout(tmp_path):
+    model = random_model(load_recipe("tiny").model)
+    folder = save_legacy(model, tmp_path / "m", _first_stage())
+    export_model(model, _first_stage(), folder)
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["condition_encoder", "model_index.json", "scheduler", "unet", "vae"]
+    assert np.isclose(SCADMPipeline.from_pretrained(folder, device="cpu").cfg.latent_scale, model.cfg.latent_scale)
