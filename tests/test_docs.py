@@ -114,3 +114,18 @@ def test_every_documented_command_has_help(path, run_cli):
     cmds, _ = _resolve(words)
     r = run_cli(*[c for c in words if c], "--help")
     assert r.code == 0 and "Usage" in r.out, r.err
+
+
+def test_the_readme_diffusers_example_runs(tmp_path, monkeypatch):
+    """The README's "Use it like any diffusers pipeline" example, run as written in an empty folder."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("### Use it like any diffusers pipeline", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {"__name__": "readme_example"})  # noqa: S102 - the project's own docs
+    assert (tmp_path / "hair.png").is_file() and (tmp_path / "my-model" / "model_index.json").is_file()
+    from scadm.pipeline import SCADMPipeline
+
+    saved = SCADMPipeline.from_pretrained(tmp_path / "my-model", device="cpu")
+    kw = saved.scheduler_kwargs("dpm++")  # the swapped scheduler's spacing is the saved model's
+    assert kw["use_karras_sigmas"] is True and not kw.get("use_lu_lambdas", False)

@@ -145,3 +145,140 @@ def test_export_model_replaces_an_older_layout(tmp_path):
     names = sorted(p.name for p in folder.iterdir())
     assert names == ["condition_encoder", "model_index.json", "scheduler", "unet", "vae"]
     assert np.isclose(SCADMPipeline.from_pretrained(folder, device="cpu").cfg.latent_scale, model.cfg.latent_scale)
+
+
+# ---------------------------------------------------------------------------
+# diffusers' call conventions, on the tiny random model
+# ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def pipe(tiny_model):
+    return SCADMPipeline.from_pretrained(tiny_model, device="cpu")
+
+
+def _swap(pipe, **kw):
+    return pipe.swap(_face(0), _face(1), ["hair"], num_inference_steps=3, **kw)
+
+
+def test_dict_and_tuple_outputs_are_the_same(pipe):
+    out = _swap(pipe, seed=2)
+    tup = _swap(pipe, seed=2, return_dict=False)
+    assert isinstance(tup, tuple) and len(tup) == 1
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(out.images, tup[0]))
+    assert out["images"] is out.images and out[0] is out.images  # a diffusers BaseOutput
+
+
+def test_every_output_type(pipe):
+    pil = _swap(pipe, seed=1)
+    arr = _swap(pipe, seed=1, output_type="np").images
+    pt = _swap(pipe, seed=1, output_type="pt").images
+    lat = _swap(pipe, seed=1, output_type="latent")
+    assert arr.shape == (1, 32, 32, 3) and arr.dtype == np.float32 and 0 <= arr.min() and arr.max() <= 1
+    assert torch.equal(pt.permute(0, 2, 3, 1), torch.from_numpy(arr))
+    assert np.array_equal(np.asarray(pil.images[0]), (arr[0] * 255).round().astype(np.uint8))
+    assert lat.tensors is None and lat.images.shape == (1, 3, 8, 8)
+    decoded = pipe.first_stage.decode(lat.images).clamp(-1, 1)
+    assert torch.allclose(decoded, pil.tensors, atol=1e-6)
+    with pytest.raises(ValueError, match="output_type 'jpeg'"):
+        _swap(pipe, output_type="jpeg")
+
+
+def test_a_batch_equals_single_calls(pipe):
+    batch = pipe.swap([_face(0), _face(2)], [_face(1), _face(3)], ["hair"], num_inference_steps=3, seed=5)
+    one = _swap(pipe, seed=5)
+    two = pipe.swap(_face(2), _face(3), ["hair"], num_inference_steps=3, seed=6)
+    assert torch.allclose(batch.tensors[0], one.tensors[0], atol=1e-5)
+    assert torch.allclose(batch.tensors[1], two.tensors[0], atol=1e-5)
+
+
+def test_a_generator_replaces_the_seed(pipe):
+    by_seed = pipe.generate(_face(0)[1], n=2, num_inference_steps=3, seed=7)
+    gens = [torch.Generator().manual_seed(7), torch.Generator().manual_seed(8)]
+    by_gen = pipe.generate(_face(0)[1], n=2, num_inference_steps=3, generator=gens)
+    assert torch.equal(by_seed.tensors, by_gen.tensors) and by_gen.info["seeds"] is None
+
+
+def test_callback_on_step_end_sees_and_changes_the_latents(pipe):
+    seen = []
+
+    def look(p, i, t, kw):
+        seen.append((i, t, tuple(kw["latents"].shape)))
+        return {}
+
+    plain = pipe.generate(_face(0)[1], n=1, num_inference_steps=3, seed=1)
+    looked = pipe.generate(_face(0)[1], n=1, num_inference_steps=3, seed=1, callback_on_step_end=look,
+                           callback_on_step_end_tensor_inputs=["latents"])
+    assert [s[0] for s in seen] == [0, 1, 2] and all(s[2] == (1, 3, 8, 8) for s in seen)
+    assert torch.equal(plain.tensors, looked.tensors)  # returning nothing changes nothing
+
+    def zero_at_end(p, i, t, kw):
+        return {"latents": torch.zeros_like(kw["latents"])} if i == 2 else {}
+
+    zeroed = pipe.generate(_face(0)[1], n=1, num_inference_steps=3, seed=1, callback_on_step_end=zero_at_end,
+                           output_type="latent")
+    assert torch.equal(zeroed.images, torch.zeros(1, 3, 8, 8))
+    with pytest.raises(ValueError, match="can read latents"):
+        pipe.generate(_face(0)[1], n=1, callback_on_step_end=look, callback_on_step_end_tensor_inputs=["noise"])
+
+
+def test_a_scheduler_swap_samples_with_it(tiny_model, tmp_path):
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
+
+    pipe = SCADMPipeline.from_pretrained(tiny_model, device="cpu")
+    pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
+    dpm = _swap(pipe, seed=1)
+    assert dpm.info["sampler"] == "dpm++" and torch.equal(dpm.tensors, _swap(pipe, seed=1, sampler="dpm++").tensors)
+    pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, use_karras_sigmas=True)
+    assert pipe.scheduler_kwargs("dpm++") == {"use_karras_sigmas": True}
+    karras = _swap(pipe, seed=1)  # the scheduler's own setting reaches the sampler and its inversion
+    assert not torch.equal(karras.tensors, dpm.tensors)
+    assert torch.equal(karras.tensors, _swap(pipe, seed=1, sampler="dpm++",
+                                              inversion="exact").tensors)  # named: the scheduler's settings too
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    ddim = pipe.generate(_face(0)[1], n=1, num_inference_steps=3, seed=1)
+    assert ddim.info["sampler"] == "ddim"
+    with pytest.raises(ValueError, match="scheduler EulerDiscreteScheduler: scadm samples with"):
+        pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
+    pipe.save_pretrained(tmp_path / "p")  # the swapped scheduler is the saved model's default
+    index = json.loads((tmp_path / "p" / "model_index.json").read_text())
+    assert index["scheduler"] == ["diffusers", "DPMSolverMultistepScheduler"] and index["sampling"]["sampler"] == "dpm++"
+    again = SCADMPipeline.from_pretrained(tmp_path / "p", device="cpu")
+    assert torch.equal(_swap(again, seed=1).tensors, dpm.tensors)
+
+
+def test_to_dtype_runs_the_components_in_it(tiny_model):
+    # the bundled model (trained weights: the tiny model's random ones amplify bf16 rounding)
+    pipe = SCADMPipeline.from_pretrained(device="cpu")
+    from scadm.data.synthetic import render_face
+
+    mask = render_face(7, size=64).label
+    full, other = (pipe.generate(mask, num_inference_steps=3, seed=s).tensors for s in (3, 4))
+    pipe.to(torch.bfloat16)
+    assert pipe.unet.dtype == pipe.vae.dtype == pipe.condition_encoder.dtype == torch.bfloat16
+    half = pipe.generate(mask, num_inference_steps=3, seed=3).tensors
+    assert half.dtype == torch.float32
+    # bf16 rounding, not another image: far closer to the float32 image than another seed's image is
+    assert (half - full).abs().mean() < 0.1 * (other - full).abs().mean()
+    pipe = SCADMPipeline.from_pretrained(tiny_model, device="cpu").to(torch.bfloat16)
+    half = _swap(pipe, seed=3)
+    loaded = SCADMPipeline.from_pretrained(tiny_model, device="cpu", torch_dtype=torch.bfloat16)
+    assert loaded.unet.dtype == torch.bfloat16 and torch.equal(_swap(loaded, seed=3).tensors, half.tensors)
+
+
+def test_optional_components_can_be_left_out(tmp_path):
+    pipe = SCADMPipeline.from_pretrained(device="cpu", face_parser=None)  # the bundled model without its parser
+    assert pipe.face_parser is None and pipe.config.face_parser == (None, None)
+    pipe.save_pretrained(tmp_path / "p")
+    assert not (tmp_path / "p" / "face_parser").exists()
+    assert SCADMPipeline.from_pretrained(tmp_path / "p", device="cpu").face_parser is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="model CPU offload needs an accelerator")
+def test_model_cpu_offload(tiny_model):
+    pipe = SCADMPipeline.from_pretrained(tiny_model, device="cpu")
+    plain = _swap(pipe.to("cuda"), seed=1)
+    pipe = SCADMPipeline.from_pretrained(tiny_model, device="cpu")
+    pipe.enable_model_cpu_offload()
+    offloaded = _swap(pipe, seed=1)
+    assert pipe._execution_device.type == "cuda" and pipe.unet.device.type == "cpu"
+    assert torch.allclose(offloaded.tensors, plain.tensors, atol=1e-4)

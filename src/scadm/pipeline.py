@@ -30,11 +30,13 @@ tensors are crops (resized to the model's size with a warning), as before.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import warnings
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence, Union
+from typing import Any, Callable, Iterable, Sequence, Union
 
 import numpy as np
 import torch
@@ -43,13 +45,15 @@ from PIL import Image
 from torch import Tensor
 
 from diffusers import DiffusionPipeline
+from diffusers.utils import BaseOutput
 
 from . import checks
 from .conditioning_modes import ConditioningMode
 from .conditions import Conditions
-from .config import SCHEMA_VERSION, ModelConfig, SamplingOptions, from_dict, to_dict
+from .config import SCHEMA_VERSION, ModelConfig, SamplingConfig, SamplingOptions, from_dict, to_dict
 from .diffusion import ClassifierFreeGuidance, Inversion, NoiseSchedule, invert, regeneration_kwargs, sample
 from .diffusion.objective import randn
+from .diffusion.schedule import sampler_of
 from .diffusion.sampling import NonFiniteSampleError
 from .labels import LabelSet
 from .models.autoencoder import FirstStage
@@ -121,31 +125,37 @@ class Source:
 
 
 @dataclass
-class EditResult:
-    """Generated images (PIL and a (B, 3, H, W) tensor in [-1, 1]) and the masks used (class ids).
+class EditResult(BaseOutput):
+    """What an application returns (a diffusers ``BaseOutput``).
+
+    ``images``: in the call's ``output_type``: PIL images (``"pil"``, the default), a (B, H, W, 3)
+    float array in [0, 1] (``"np"``), a (B, 3, H, W) tensor in [0, 1] (``"pt"``) or the final
+    latents (``"latent"``, nothing decoded). ``tensors``: the decoded images as a (B, 3, H, W)
+    tensor in [-1, 1] (None for ``"latent"``). ``masks``: the generation masks (class ids).
+    ``info``: seeds, guidance, how each image was made (:attr:`how`).
 
     For an edit of a photo, ``sources[i]`` is the :class:`~scadm.photos.Photo` image i was cut
     from and ``edited[i]`` the class ids it edited (None: the whole face's square); ``photos``
     are the results pasted back into it at full resolution.
     """
 
-    images: list[Image.Image]
-    tensors: Tensor
-    masks: list[np.ndarray]
+    images: Any
+    tensors: Tensor | None = None
+    masks: list[np.ndarray] | None = None
     info: dict[str, Any] = field(default_factory=dict)
     sources: list[Photo | None] = field(default_factory=list)
     edited: list[list[int] | None] = field(default_factory=list)
-    _pasted: list[Image.Image] | None = field(default=None, repr=False)
 
     @property
     def photos(self) -> list[Image.Image]:
         """Each result pasted back into its full-resolution photo (only the edited region changes); [] for crops."""
-        if self._pasted is None:
+        if self.__dict__.get("_pasted") is None:
             from .photos import paste_back
 
-            self._pasted = [Image.fromarray(paste_back(src, im, parts))
-                            for im, src, parts in zip(self.images, self.sources, self.edited) if src is not None]
-        return self._pasted
+            crops = to_pil(self.tensors) if self.tensors is not None else []
+            self.__dict__["_pasted"] = [Image.fromarray(paste_back(src, im, parts))
+                                        for im, src, parts in zip(crops, self.sources, self.edited) if src is not None]
+        return self.__dict__["_pasted"]
 
     @property
     def how(self) -> str:
@@ -164,7 +174,7 @@ class EditResult:
         n = len(self.images)
         self.sources = list(sources) * n if len(sources) == 1 else list(sources)
         self.edited = list(edited) * n if len(edited) == 1 else list(edited)
-        self._pasted = None
+        self.__dict__["_pasted"] = None
         return self
 
 
@@ -172,6 +182,73 @@ def to_pil(x: Tensor) -> list[Image.Image]:
     """(B, 3, H, W) in [-1, 1] -> PIL images."""
     arr = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
     return [Image.fromarray(a) for a in arr]
+
+
+#: the values of diffusers' ``output_type``
+OUTPUT_TYPES = ("pil", "np", "pt", "latent")
+
+
+def as_output_type(x: Tensor, output_type: str) -> Any:
+    """Decoded images (B, 3, H, W) in [-1, 1] in diffusers' ``output_type`` ("pil", "np" or "pt")."""
+    if output_type == "pil":
+        return to_pil(x)
+    unit = ((x.detach().float() + 1) / 2).clamp(0, 1)
+    return unit.permute(0, 2, 3, 1).cpu().numpy() if output_type == "np" else unit
+
+
+# ---------------------------------------------------------------------------
+# diffusers' call keywords
+# ---------------------------------------------------------------------------
+@dataclass
+class CallOptions:
+    """diffusers' per-call keywords, in force for the duration of one application call."""
+
+    output_type: str = "pil"
+    generator: torch.Generator | list[torch.Generator] | None = None
+    callback_on_step_end: Callable | None = None
+    callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",)
+
+
+#: the call in progress (None outside an application); an application called by another one
+#: (swap_mask_parts -> generate) runs inside its caller's call
+_CALL: ContextVar[CallOptions | None] = ContextVar("scadm_call", default=None)
+#: the tensors a step-end callback can read and replace
+CALLBACK_TENSOR_INPUTS = ("latents",)
+
+
+def diffusers_call(method: Callable) -> Callable:
+    """An application that takes diffusers' call keywords besides its own: ``num_inference_steps``
+    (this project's ``steps``), ``guidance_scale`` (s; the released w = 1 + s), ``generator`` (one
+    generator, or one per image, instead of ``seed``), ``output_type``, ``return_dict`` and
+    ``callback_on_step_end(pipe, step, timestep, callback_kwargs) -> dict`` with
+    ``callback_on_step_end_tensor_inputs`` (``["latents"]``: the dict it returns may replace them)."""
+
+    @functools.wraps(method)
+    def call(self: "SCADMPipeline", *args: Any, output_type: str = "pil", return_dict: bool = True,
+             generator: Any = None, callback_on_step_end: Callable | None = None,
+             callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+             num_inference_steps: int | None = None, **kwargs: Any) -> Any:
+        if _CALL.get() is not None:  # called by another application: its call's keywords hold
+            return method(self, *args, **kwargs)
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type {output_type!r}: choose one of {', '.join(OUTPUT_TYPES)}")
+        unknown = sorted(set(callback_on_step_end_tensor_inputs) - set(CALLBACK_TENSOR_INPUTS))
+        if unknown:
+            raise ValueError(f"callback_on_step_end_tensor_inputs {unknown}: a step-end callback can read "
+                             f"{', '.join(CALLBACK_TENSOR_INPUTS)}")
+        if num_inference_steps is not None:
+            if kwargs.get("steps") not in (None, num_inference_steps):
+                raise ValueError("give num_inference_steps or steps, not both")
+            kwargs["steps"] = num_inference_steps
+        token = _CALL.set(CallOptions(output_type, generator, callback_on_step_end,
+                                      tuple(callback_on_step_end_tensor_inputs)))
+        try:
+            result = method(self, *args, **kwargs)
+        finally:
+            _CALL.reset(token)
+        return result if return_dict else (result.images,)
+
+    return call
 
 
 # ---------------------------------------------------------------------------
@@ -274,21 +351,21 @@ class SCADMPipeline(DiffusionPipeline):
                  latent_downsample: int = 4, latent_scale: float = 1.0, schedule: dict | None = None,
                  sampling: dict | None = None, autoencoder: Any = None, domain: str | None = None) -> None:
         super().__init__()
-        self.register_modules(unet=unet, condition_encoder=condition_encoder, vae=vae, scheduler=scheduler,
-                              face_parser=face_parser)
         settings = dict(name=name, schema_version=schema_version, labels=labels, image_size=list(image_size),
                         latent_channels=latent_channels, latent_downsample=latent_downsample,
                         latent_scale=latent_scale, schedule=schedule, sampling=sampling, autoencoder=autoencoder,
                         domain=domain)
-        self.register_to_config(**settings)
         cfg = from_dict(ModelConfig, {**{k: v for k, v in settings.items() if v is not None}, "unet": {},
                                       "conditioning": {}})
         self.cfg = dataclasses.replace(cfg, unet=unet.cfg, conditioning=condition_encoder.cfg).validate()
         if self.cfg.latent_scale <= 0:
             raise ValueError("the model config has latent_scale 0 ('set at training'): it was never trained")
+        self.schedule = NoiseSchedule(self.cfg.schedule)  # before the scheduler: it is rebuilt on this schedule
+        self.register_modules(unet=unet, condition_encoder=condition_encoder, vae=vae, scheduler=scheduler,
+                              face_parser=face_parser)
+        self.register_to_config(**settings)
         self.model = SemanticLDM.from_networks(self.cfg, condition_encoder, unet).eval().requires_grad_(False)
         self.first_stage = FirstStage(vae, self.cfg.latent_scale).eval().requires_grad_(False)
-        self.schedule = NoiseSchedule(self.cfg.schedule)
         self.label_set: LabelSet = self.model.label_set
         self.parser_spec, self.model_folder, self.framing = None, None, Framing()
         self._photo_parser: Any = None
@@ -307,12 +384,13 @@ class SCADMPipeline(DiffusionPipeline):
     @classmethod
     def from_pretrained(cls, folder: str | Path | None = None, device: str | torch.device | None = None,
                         parser: Any = None, framing: Framing = Framing(), torch_dtype: torch.dtype | None = None,
-                        **kwargs: Any) -> "SCADMPipeline":
+                        dtype: torch.dtype | None = None, **kwargs: Any) -> "SCADMPipeline":
         """Load a model folder (``model_index.json`` and its components, as ``save_pretrained`` writes
         it; a folder of scadm < 0.2, ``config.json`` + ``model.safetensors`` + ``autoencoder/``, loads
         too, with a note); None = the bundled model.
 
-        `device`: where to run (default: cuda when available); `torch_dtype`: the components' dtype;
+        `device`: where to run (default: cuda when available); `torch_dtype` (or `dtype`, the name
+        newer diffusers prefer): the components' dtype;
         `parser`: the face parser for photos given without a mask (see :attr:`photo_parser`).
         """
         folder = checks.model_folder(folder, "model") if folder is not None else default_model_folder()
@@ -320,6 +398,7 @@ class SCADMPipeline(DiffusionPipeline):
             checks.device(str(device), "device")
         if isinstance(parser, (str, Path)):
             parser = _parser_path(parser, "parser")
+        torch_dtype = dtype or torch_dtype
         if (folder / PIPELINE_INDEX).is_file():
             from diffusers.utils import logging as diffusers_logging
 
@@ -328,7 +407,7 @@ class SCADMPipeline(DiffusionPipeline):
             shown = diffusers_logging.is_progress_bar_enabled()
             diffusers_logging.disable_progress_bar()  # five small components: no "Loading pipeline components" bar
             try:
-                pipe = super().from_pretrained(str(folder), torch_dtype=torch_dtype, local_files_only=True,
+                pipe = super().from_pretrained(str(folder), dtype=torch_dtype, local_files_only=True,
                                                low_cpu_mem_usage=False, **kwargs)
             finally:
                 if shown:
@@ -357,11 +436,44 @@ class SCADMPipeline(DiffusionPipeline):
         return cls.from_networks(model, FirstStage.from_pretrained(folder / "autoencoder", model.cfg.latent_scale),
                                  parser, device="cpu")
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "scheduler" and value is not None:
+            # a scheduler scadm cannot sample with is refused here, in one line; another is rebuilt on the model's
+            # noise schedule and prediction type, with the settings it was given (e.g. use_karras_sigmas=True)
+            # and the project's defaults for the rest, so that it samples the same after save and reload
+            value = self.schedule.make_scheduler(sampler_of(value), **self.schedule.overrides(value))
+        super().__setattr__(name, value)
+
+    def to(self, *args: Any, **kwargs: Any) -> "SCADMPipeline":
+        """diffusers' ``to(device, dtype)``, without its warning about float32 modules (scadm's have none)."""
+        from diffusers.utils import logging as diffusers_logging
+
+        level = diffusers_logging.get_verbosity()
+        diffusers_logging.set_verbosity_error()
+        try:
+            return super().to(*args, **kwargs)
+        finally:
+            diffusers_logging.set_verbosity(level)
+
+    @property
+    def sampling_defaults(self) -> SamplingConfig:
+        """The model's sampling defaults, with the sampler of the pipeline's ``scheduler`` (assign
+        another diffusers scheduler to change it; its own settings, e.g. a spacing, are kept)."""
+        return dataclasses.replace(self.cfg.sampling, sampler=sampler_of(self.scheduler))
+
+    def scheduler_kwargs(self, sampler: str) -> dict[str, Any]:
+        """The settings of the pipeline's ``scheduler`` that differ from the project's defaults for
+        `sampler` (none when `sampler` is another solver than the scheduler's); a sampler named in a
+        call takes them too when it is the scheduler's."""
+        return self.schedule.overrides(self.scheduler) if sampler == sampler_of(self.scheduler) else {}
+
     def save_pretrained(self, save_directory: str | Path, **kwargs: Any) -> None:
         """Write the pipeline as diffusers does (``model_index.json``, one folder per component),
-        without the local path diffusers records in each component's config."""
+        without the local path diffusers records in each component's config. The model's default
+        sampler written is the ``scheduler``'s."""
         from safetensors.torch import save_file
 
+        self.register_to_config(sampling=to_dict(self.sampling_defaults))
         super().save_pretrained(str(save_directory), safe_serialization=True, **kwargs)
         for cfg_path in Path(save_directory).glob("*/config.json"):
             cfg = json.loads(cfg_path.read_text())
@@ -386,7 +498,7 @@ class SCADMPipeline(DiffusionPipeline):
                 if where == OWN_PARSER and self.face_parser is not None:
                     spec = self.face_parser  # the component already loaded
                 name = f"{spec} ({where})" if isinstance(spec, (str, Path)) else where
-                self._photo_parser = load_face_parser(spec, self.label_set, self._square_side(), self.device, name)
+                self._photo_parser = load_face_parser(spec, self.label_set, self._square_side(), self._execution_device, name)
         return self._photo_parser
 
     def _square_side(self) -> int:
@@ -489,7 +601,7 @@ class SCADMPipeline(DiffusionPipeline):
             if arr.ndim != 3 or arr.shape[2] != 3:
                 raise ValueError(f"an image must be H x W x 3, got shape {arr.shape}")
             x = torch.from_numpy(np.array(arr, dtype=np.float32)).permute(2, 0, 1)[None] / 127.5 - 1
-        return self._fit(x, "image", mode="bicubic").clamp(-1, 1).to(self.device)
+        return self._fit(x, "image", mode="bicubic").clamp(-1, 1).to(self._execution_device)
 
     def load_mask(self, mask: MaskLike) -> Tensor:
         """-> (1, H, W) long class ids at the model's size (nearest resize with a warning)."""
@@ -511,7 +623,7 @@ class SCADMPipeline(DiffusionPipeline):
         if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.label_set.num_classes):
             raise ValueError(f"mask has class id {int(ids.max())}; the label set has {self.label_set.num_classes} classes")
         ids = self._fit(ids[:, None].float(), "mask", mode="nearest")[:, 0].long()
-        return ids.to(self.device)
+        return ids.to(self._execution_device)
 
     def _fit(self, x: Tensor, what: str, mode: str) -> Tensor:
         h, w = self.image_size
@@ -575,11 +687,12 @@ class SCADMPipeline(DiffusionPipeline):
         model's noise-based one. `source`: the target face, for ``options.inversion`` / ``blend``.
         """
         o = options or SamplingOptions()
-        run = o.resolve(self.cfg.sampling, noise_based=noise_based, face=source is not None)
+        call = _CALL.get() or CallOptions()
+        run = o.resolve(self.sampling_defaults, noise_based=noise_based, face=source is not None)
         own_null = self.mode.is_own_null(run.null_condition, style_image=style_image, attributes=attributes)
         s = 0.0 if own_null else run.guidance_scale
         b = ids.shape[0]
-        seeds = o.seeds(b)
+        seeds = o.seeds(b) if call.generator is None else None
         latent = self.cfg.latent_size
 
         model_fn = self._guided(cond.mask, run.null_condition, s, o.autocast_dtype)
@@ -598,10 +711,11 @@ class SCADMPipeline(DiffusionPipeline):
             z = z.expand(b, *z.shape[1:]) if z.shape[0] == 1 else z
             info.update(inversion_skipped="nothing is edited: the first stage's reconstruction")
         inverting = info["inversion"] != "none" and z is None
-        extra = regeneration_kwargs(run.sampler) if inverting else {}
+        extra = {**self.scheduler_kwargs(run.sampler), **(regeneration_kwargs(run.sampler) if inverting else {})}
         if clip and run.sampler in ("ddim", "ddpm"):
             extra = {**extra, "clip_sample": True, "clip_sample_range": float(clip)}
-        gens = [torch.Generator(self.device).manual_seed(int(x)) for x in seeds]
+        gens = call.generator if seeds is None else [torch.Generator(self._execution_device).manual_seed(int(x))
+                                                      for x in seeds]
         try:
             if inverting:
                 inv = self.invert(source, o, s, run, scheduler_kwargs=extra).expand(b)
@@ -619,22 +733,40 @@ class SCADMPipeline(DiffusionPipeline):
                     if source.fresh:
                         w = torch.maximum(w, region)
                     if bool(w.any()):
-                        x_T = torch.lerp(x_T, randn(tuple(x_T.shape), generator=gens, device=self.device,
+                        x_T = torch.lerp(x_T, randn(tuple(x_T.shape), generator=gens, device=self._execution_device,
                                                     dtype=x_T.dtype), w)
                         offsets = None if offsets is None else [d * (1 - w) for d in offsets]
             if z is None:
                 z = sample(
                     model_fn, (b, self.cfg.latent_channels, *latent), prepared, self.schedule,
                     sampler=run.sampler, steps=run.steps, eta=run.eta, x_T=x_T, keep=keep, offsets=offsets,
-                    generator=gens, device=self.device, progress=o.progress, scheduler_kwargs=extra or None,
+                    generator=gens, device=self._execution_device, progress=o.progress, scheduler_kwargs=extra or None,
+                    callback=self._step_end(call),
                 )
         except NonFiniteSampleError as exc:
             raise NonFiniteSampleError(f"{exc}, guidance s = {s:g} ({run.null_condition} null), clip_x0 {clip}; "
                                        "nothing was written: lower the guidance scale, or set the model config's sampling.clip_x0 "
                                        "(DDIM and DDPM)") from None
-        x = self.first_stage.decode(z).clamp(-1, 1)
-        return EditResult(to_pil(x), x, [m.cpu().numpy().astype(np.uint8) for m in ids],
-                          {"seeds": seeds, "guidance_scale": s, "null_condition": run.null_condition, **info})
+        info = {"seeds": seeds, "guidance_scale": s, "null_condition": run.null_condition, "sampler": run.sampler,
+                "steps": run.steps, **info}
+        masks = [m.cpu().numpy().astype(np.uint8) for m in ids]
+        if call.output_type == "latent":
+            return EditResult(z.float(), None, masks, info)
+        x = self.first_stage.decode(z).float().clamp(-1, 1)
+        return EditResult(as_output_type(x, call.output_type), x, masks, info)
+
+    def _step_end(self, call: CallOptions) -> Callable | None:
+        """diffusers' ``callback_on_step_end`` as the sampler's step callback: it sees the latents
+        after each step and may return replacements."""
+        if call.callback_on_step_end is None:
+            return None
+
+        def step_end(i: int, t: int, x: Tensor) -> Tensor | None:
+            given = {"latents": x} if "latents" in call.callback_on_step_end_tensor_inputs else {}
+            out = call.callback_on_step_end(self, i, t, given) or {}
+            return out.get("latents")
+
+        return step_end
 
     def _guided(self, mask: Tensor, null_condition: str, s: float, low: Any) -> ClassifierFreeGuidance:
         """The denoiser guided at scale `s` against the null condition of `mask` (built only when s != 0),
@@ -644,10 +776,12 @@ class SCADMPipeline(DiffusionPipeline):
         def null(_: Any) -> Any:
             return self.model.prepare(self.model.conditioner.null(mask, null_condition), latent)
 
-        net = self.model.unet
+        def net(x: Tensor, t: Tensor, c: Any, unet: Any = self.model.unet) -> Tensor:
+            return unet(x, t, c).float()  # the unet runs in its own dtype (a bf16 pipeline's); the solver in float32
+
         if low is not None:  # autocast for the denoiser alone
             def net(x: Tensor, t: Tensor, c: Any, unet: Any = self.model.unet) -> Tensor:
-                with torch.autocast(self.device.type, dtype=low):
+                with torch.autocast(self._execution_device.type, dtype=low):
                     return unet(x, t, c).float()
 
         return ClassifierFreeGuidance(net, null, s)
@@ -724,7 +858,7 @@ class SCADMPipeline(DiffusionPipeline):
         if isinstance(attributes, Tensor) and attributes.ndim == 2:  # one 0/1 vector per image
             if attributes.shape[0] != batch:
                 raise ValueError(f"got attributes for {attributes.shape[0]} images, expected {batch}")
-            return signed_attributes(attributes.float()).to(self.device)
+            return signed_attributes(attributes.float()).to(self._execution_device)
         if isinstance(attributes, dict):
             for name, value in attributes.items():
                 if name not in ATTRIBUTE_NAMES:
@@ -734,7 +868,7 @@ class SCADMPipeline(DiffusionPipeline):
                 out[:, ATTRIBUTE_NAMES.index(name)] = 1.0 if value else -1.0
         elif attributes is not None:
             out = vec(attributes).expand(batch, -1).clone()
-        return out.to(self.device)
+        return out.to(self._execution_device)
 
     def with_attributes(self, tokens: Tensor, attributes: Tensor | None) -> Tensor:
         """Replace the global (attribute) token rows of style tokens; style rows are untouched."""
@@ -750,6 +884,7 @@ class SCADMPipeline(DiffusionPipeline):
             raise ValueError(f"{what} needs style tokens; this model uses {self.mode.name!r} conditioning")
 
     # ------------------------------------------------------------------ operations
+    @diffusers_call
     def reconstruct(self, image: ImageLike | Sequence[ImageLike], mask: MaskLike | Sequence[MaskLike] | None = None,
                     attributes: Any = None, sampling: SamplingOptions | None = None, **overrides: Any) -> EditResult:
         """Style and mask from the same face (paper Sec. 4.1). A photo's whole face square is pasted back."""
@@ -760,6 +895,7 @@ class SCADMPipeline(DiffusionPipeline):
         source = self.source(x, ids, tokens, torch.zeros_like(ids, dtype=torch.bool))
         return self.generate_from_tokens(ids, tokens, opts, source=source).with_photos(photos, [None])
 
+    @diffusers_call
     def swap(self, target: Face | tuple | Sequence, reference: Face | tuple | Sequence,
              parts: Iterable[str | int] | str | None = None, attributes: Any = None,
              sampling: SamplingOptions | None = None, **overrides: Any) -> EditResult:
@@ -780,6 +916,7 @@ class SCADMPipeline(DiffusionPipeline):
         result.info["parts"] = classes
         return result.with_photos(photos, classes if _per_image(classes) else [classes])
 
+    @diffusers_call
     def interpolate(self, target: Face | tuple, reference: Face | tuple,
                     parts: Iterable[str | int] | str | None = None,
                     alphas: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0), attributes: Any = None,
@@ -806,6 +943,7 @@ class SCADMPipeline(DiffusionPipeline):
         result.info.update(alphas=list(map(float, alphas)), parts=classes)
         return result.with_photos(photos, [classes])
 
+    @diffusers_call
     def generate(self, mask: MaskLike | Face | Photo | None = None, n: int = 1, attributes: Any = None,
                  sampling: SamplingOptions | None = None, **overrides: Any) -> EditResult:
         """Noise-based generation (Sec. 4.4): the empty style, n samples for one mask.
@@ -822,7 +960,7 @@ class SCADMPipeline(DiffusionPipeline):
         if mask is None:
             if self.mode.has_tokens or self.cfg.unet.spade_parts:
                 raise ValueError("this model needs a mask to generate from")
-            ids = torch.zeros(n, *self.image_size, dtype=torch.long, device=self.device)
+            ids = torch.zeros(n, *self.image_size, dtype=torch.long, device=self._execution_device)
         else:
             ids, photo = self.generation_mask(mask)
         if ids.shape[0] == 1:
@@ -832,6 +970,7 @@ class SCADMPipeline(DiffusionPipeline):
         return self.generate_from_conditions(ids, cond, _sampling(sampling, overrides), style_image=False,
                                              attributes=attrs is not None, noise_based=True).with_photos([photo], [None])
 
+    @diffusers_call
     def mix(self, mask: MaskLike | Face | Photo, reference: Face | tuple | Sequence, parts: Iterable[str | int] | str,
             n: int = 1, attributes: Any = None, sampling: SamplingOptions | None = None,
             **overrides: Any) -> EditResult:
@@ -865,6 +1004,7 @@ class SCADMPipeline(DiffusionPipeline):
         result = self.generate_from_tokens(ids, tokens, opts, source=source)
         return result.with_photos(photos, classes if _per_image(classes) else [classes])
 
+    @diffusers_call
     def edit_mask(self, image: ImageLike | Photo, mask: MaskLike | None = None, new_mask: MaskLike | None = None,
                   attributes: Any = None, sampling: SamplingOptions | None = None, **overrides: Any) -> EditResult:
         """Keep the face's styles, change its shape: tokens from (image, mask), generated with new_mask.
@@ -885,6 +1025,7 @@ class SCADMPipeline(DiffusionPipeline):
         source = self.source(x, ids, tokens, ids != new_ids)  # edited: where the class changed
         return self.generate_from_tokens(new_ids, tokens, opts, source=source).with_photos([photo], [None])
 
+    @diffusers_call
     def swap_mask_parts(self, mask: MaskLike | None, donor: MaskLike, parts: Iterable[str | int] | str,
                         image: ImageLike | Photo | None = None, n: int = 1, attributes: Any = None,
                         sampling: SamplingOptions | None = None, **overrides: Any) -> EditResult:
@@ -900,7 +1041,7 @@ class SCADMPipeline(DiffusionPipeline):
             ids, _ = self.generation_mask(mask)
         donor_ids, _ = self.generation_mask(donor)
         mixed = torch.from_numpy(mix_mask_parts(ids[0].cpu().numpy(), donor_ids[0].cpu().numpy(),
-                                                self.parts(parts) or [])).long().to(self.device)[None]
+                                                self.parts(parts) or [])).long().to(self._execution_device)[None]
         if image is not None:
             self._need_style("swap_mask_parts with an image")
             tokens = self.with_attributes(self.style_tokens(x, ids), self.attribute_vector(attributes, 1))

@@ -83,11 +83,17 @@ def _ddim_inverse(schedule: NoiseSchedule, steps: int, forward, device):
     inv = DDIMInverseScheduler(
         num_train_timesteps=schedule.num_train_timesteps, trained_betas=schedule.betas_np.copy(),
         prediction_type=schedule.prediction_type, clip_sample=False, set_alpha_to_one=False,
-        steps_offset=int(forward.config.steps_offset), timestep_spacing="leading",
+        steps_offset=int(forward.config.steps_offset), timestep_spacing=forward.config.timestep_spacing,
     )
+    spacing = forward.config.timestep_spacing
+    if spacing not in ("leading", "trailing"):
+        raise ValueError(f"DDIM inversion needs 'leading' or 'trailing' timestep spacing, the scheduler has {spacing!r}: "
+                         "assign DDIMScheduler.from_config(pipe.scheduler.config, timestep_spacing='leading')")
     inv.set_timesteps(steps, device=device)
     if not torch.equal(inv.timesteps.cpu(), forward.timesteps.flip(0).cpu()):  # the grids must mirror
-        raise AssertionError(f"DDIM inverse timesteps {inv.timesteps.tolist()} do not mirror {forward.timesteps.tolist()}")
+        raise ValueError(f"DDIM inversion: the inverse timesteps {inv.timesteps.tolist()} do not mirror the "
+                         f"sampler's {forward.timesteps.tolist()} (timestep_spacing "
+                         f"{forward.config.timestep_spacing!r}); use 'leading' or 'trailing' spacing")
     return inv
 
 

@@ -102,7 +102,8 @@ def sample(
     deterministic; eta ignored).
     generator: one generator, a list with one per batch element, or None.
     x_T: optional start noise (otherwise drawn from ``generator``).
-    callback(i, t, x): called after step i (which denoised from timestep t) with the new latent.
+    callback(i, t, x): called after step i (which denoised from timestep t) with the new latent; a
+    tensor it returns replaces the latent (diffusers' ``callback_on_step_end``).
     scheduler_kwargs: optional overrides of the diffusers scheduler settings.
     offsets: added to the sample after step i (``offsets[i]``): an exact inversion's record
     (:mod:`scadm.diffusion.inversion`), which makes the pass return the inverted latent.
@@ -161,6 +162,8 @@ def sample(
                 f"{name}, {steps} steps, eta {eta:g})"
             )
         if callback is not None:
-            callback(i, t_int, x)
+            replaced = callback(i, t_int, x)
+            if replaced is not None:
+                x = replaced.to(device=device, dtype=dtype)
     return x
 

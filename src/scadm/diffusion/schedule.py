@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["ScheduleConfig", "NoiseSchedule", "make_betas", "p2_weight", "SAMPLERS", "PREDICTION_TYPES"]
+__all__ = ["ScheduleConfig", "NoiseSchedule", "make_betas", "p2_weight", "SAMPLERS", "PREDICTION_TYPES",
+           "SCHEDULER_CLASSES", "sampler_of"]
 
 #: the diffusers options that choose a timestep spacing, and their names in reports
 _SPACINGS = {"use_lu_lambdas": "log-SNR", "use_karras_sigmas": "Karras", "use_exponential_sigmas": "exponential",
@@ -33,6 +34,21 @@ _SAMPLER_ALIASES = {
     "unipc": "unipc",
     "unipc-bh2": "unipc",
 }
+#: the diffusers scheduler class of each sampler name (what ``make_scheduler`` builds)
+SCHEDULER_CLASSES = {"ddim": "DDIMScheduler", "ddpm": "DDPMScheduler", "dpm++": "DPMSolverMultistepScheduler",
+                     "unipc": "UniPCMultistepScheduler"}
+
+
+def sampler_of(scheduler: Any) -> str:
+    """The sampler name of a diffusers scheduler object (its class); a one-line error for any other."""
+    name = type(scheduler).__name__
+    for sampler, cls in SCHEDULER_CLASSES.items():
+        if name == cls:
+            return sampler
+    raise ValueError(f"scheduler {name}: scadm samples with {', '.join(SCHEDULER_CLASSES.values())} "
+                     "(and inverts with DDIMScheduler and DPMSolverMultistepScheduler); assign one of those")
+
+
 _KIND_ALIASES = {"ldm_linear": "ldm_linear", "scaled_linear": "ldm_linear", "linear": "linear", "cosine": "cosine"}
 
 
@@ -240,6 +256,8 @@ class NoiseSchedule:
                 use_lu_lambdas=self.kind != "cosine",
                 thresholding=False,
             )
+            if self.kind != "cosine":  # unused by log-SNR spacing; LDM's, so that DDIMScheduler.from_config(config)
+                opts.update(timestep_spacing="leading", steps_offset=1)  # gives the DDIM of make_scheduler("ddim")
             cls = DPMSolverMultistepScheduler
         else:
             opts = dict(
@@ -254,6 +272,16 @@ class NoiseSchedule:
             opts = {k: v for k, v in opts.items() if k not in _SPACINGS}
         opts = {**common, **opts, **kw}
         return cls(**opts)
+
+    def overrides(self, scheduler: Any) -> dict[str, Any]:
+        """The settings of a diffusers `scheduler` that differ from :meth:`make_scheduler`'s for its sampler
+        (what a user changed, e.g. ``DPMSolverMultistepScheduler.from_config(config, use_karras_sigmas=True)``)."""
+        sampler = sampler_of(scheduler)
+        base = dict(self.make_scheduler(sampler).config)
+        skip = {"trained_betas", "num_train_timesteps", "prediction_type"}  # the model's own, never the scheduler's
+        skip |= set(scheduler.config.get("_use_default_values", []))  # not given: a class default, not a choice
+        return {k: v for k, v in scheduler.config.items()
+                if not k.startswith("_") and k not in skip and k in base and _differs(base[k], v)}
 
     def spacing(self, sampler: str) -> str:
         """The name of the timestep spacing ``sampler`` uses with this schedule by default."""
@@ -274,3 +302,10 @@ def p2_weight(
     """
     w = (k + schedule.snr(t)) ** (-gamma)
     return w.to(dtype)
+
+
+def _differs(a: Any, b: Any) -> bool:
+    if isinstance(a, (list, tuple, np.ndarray)) or isinstance(b, (list, tuple, np.ndarray)):
+        return a is None or b is None or not np.array_equal(np.asarray(a), np.asarray(b))
+    return a != b
+

@@ -57,15 +57,18 @@ class FirstStage(nn.Module):
         return int(self.model.config.latent_channels)
 
     def encode(self, image: Tensor, sample: bool = False, generator: torch.Generator | None = None) -> Tensor:
+        """Images in [-1, 1] -> float32 latents, whatever the autoencoder's own dtype."""
+        image = image.to(self.model.dtype)
         if self.is_vq:
             z = self.model.encode(image).latents
         else:
             dist = self.model.encode(image).latent_dist
             z = dist.sample(generator) if sample else dist.mode()
-        return z * self.latent_scale
+        return z.float() * self.latent_scale
 
     def decode(self, z: Tensor) -> Tensor:
-        return self.model.decode(z / self.latent_scale).sample
+        """Latents -> float32 images in [-1, 1] (before clamping)."""
+        return self.model.decode((z / self.latent_scale).to(self.model.dtype)).sample.float()
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, latent_scale: float = 1.0) -> "FirstStage":

@@ -139,6 +139,9 @@ class ConditionEncoder(ModelMixin, ConfigMixin):
         return cls(**{k if k == "type" else f"{k}_config": v for k, v in to_dict(cfg).items()}, num_classes=num_classes)
 
     def forward(self, mask: Tensor, image: Tensor | None = None, attributes: Tensor | None = None) -> Conditions:
+        dtype = self.anchor.dtype  # inputs in the encoder's own dtype (a bf16 pipeline's)
+        mask, image = mask.to(dtype), None if image is None else image.to(dtype)
+        attributes = None if attributes is None else attributes.to(dtype)
         tokens = [comp.tokens(getattr(self, comp.name), mask, image, attributes) for comp in self._components]
         return Conditions(mask=mask, tokens=torch.cat(tokens, dim=1) if tokens else None)
 

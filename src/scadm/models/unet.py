@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
+from diffusers.utils.accelerate_utils import apply_forward_hook
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
@@ -188,9 +189,11 @@ class SemanticUNet(ModelMixin, ConfigMixin):
         return st
 
     # ------------------------------------------------------------------ conditioning
+    @apply_forward_hook  # with model CPU offload, the unet comes to the accelerator for this as for forward
     def prepare(self, cond: Conditions, latent_size: tuple[int, int]) -> PreparedConditions:
         """Everything that depends only on the conditions, for latents of `latent_size` (once per run)."""
         h, w = latent_size
+        cond = cond.to(self.dtype)  # the mask and tokens in the network's own dtype (a bf16 pipeline's)
         prepared = PreparedConditions()
         if self._spade:
             if cond.mask is None:
@@ -221,6 +224,7 @@ class SemanticUNet(ModelMixin, ConfigMixin):
         if not isinstance(cond, PreparedConditions):
             cond = self.prepare(cond, tuple(x.shape[-2:]))
         t = t.expand(x.shape[0]) if t.ndim == 0 or t.shape[0] == 1 else t
+        x = x.to(self.dtype)  # the network's own dtype; callers cast the output back (a bf16 pipeline's)
         emb = self.time_embed(timestep_embedding(t, self.cfg.model_channels).to(x.dtype))
 
         run = self._checkpointed if self.gradient_checkpointing and self.training and torch.is_grad_enabled() else _call

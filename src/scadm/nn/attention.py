@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .masks import check_mask_size
-from .resblocks import zero_module
+from .resblocks import GroupNorm32, zero_module
 
 
 class Attention(nn.Module):
@@ -232,7 +232,7 @@ class SpatialTransformer(nn.Module):
                  cross_attention: str, dropout: float = 0.0) -> None:
         super().__init__()
         inner = heads * dim_head
-        self.norm = nn.GroupNorm(32, channels, eps=1e-6, affine=True)
+        self.norm = GroupNorm32(32, channels, eps=1e-6, affine=True)
         self.proj_in = nn.Conv2d(channels, inner, 1)
         self.transformer_blocks = nn.ModuleList(
             BasicTransformerBlock(inner, heads, dim_head, context_dim, cross_attention, dropout) for _ in range(depth)
@@ -241,7 +241,7 @@ class SpatialTransformer(nn.Module):
 
     def forward(self, x: Tensor, prepared: dict[str, Any]) -> Tensor:
         b, c, h, w = x.shape
-        y = self.proj_in(self.norm(x.float()).type(x.dtype))
+        y = self.proj_in(self.norm(x))
         y = y.flatten(2).transpose(1, 2)  # (B, HW, inner)
         for block in self.transformer_blocks:
             y = block(y, prepared)

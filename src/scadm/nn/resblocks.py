@@ -23,8 +23,10 @@ def group_norm(channels: int, eps: float = 1e-5, affine: bool = True) -> nn.Grou
 
 
 class GroupNorm32(nn.GroupNorm):
-    def forward(self, x: Tensor) -> Tensor:
-        return super().forward(x.float()).type(x.dtype)
+    def forward(self, x: Tensor) -> Tensor:  # float32 whatever the input's and the weights' dtype (bf16 models)
+        weight = None if self.weight is None else self.weight.float()
+        bias = None if self.bias is None else self.bias.float()
+        return F.group_norm(x.float(), self.num_groups, weight, bias, self.eps).type(x.dtype)
 
 
 def upsample(x: Tensor, size: tuple[int, int], mode: str = "nearest") -> Tensor:
