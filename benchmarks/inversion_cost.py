@@ -12,9 +12,15 @@ doubled batch, the conditional and the null prediction together):
 plus one first-stage encode of the target (the style encoder takes pixels, so nothing shares it).
 Blending costs no evaluation. One target is inverted once for every image of a call (the alphas
 of an interpolation, the n images of a mix), so there the inversion's share shrinks with n.
+A face inverted once (`pipe.invert`) and passed to its later edits (`inversion=`) makes every
+edit after the first cost `steps` evaluations, what an edit from noise costs; the web editor
+does this by itself.
 
 - bundled: a partial swap on the bundled model, each stage timed on its own with the model's own
   sampler and steps, and the whole call for each strategy;
+- the web editor: the first partial swap of a face (it inverts), a second one of other parts (it
+  reuses the inversion) and the same edit with "keep the rest of the face" off (from noise), each
+  through `Editor.run` as the page calls it;
 - paper-256: random weights (the timing does not depend on them), one guided denoiser evaluation,
   encode and decode timed, the edit's cost composed from them for each of --paper-steps.
 """
@@ -78,6 +84,35 @@ def bundled(repeats: int) -> None:
     for inversion in ("ddim", "exact"):
         t = seconds(lambda: pipe.swap(target, reference, ["hair"], inversion=inversion, blend=True), repeats)
         print(f"  {'partial swap, ' + inversion + ' inversion + blend':<45} {t * 1000:8.1f} ms  ({t / plain:.2f}x)")
+    inverted = pipe.invert(target)
+    t = seconds(lambda: pipe.swap(target, reference, ["hair"], inversion=inverted), repeats)
+    print(f"  {'partial swap, exact + blend, inversion reused':<45} {t * 1000:8.1f} ms  ({t / plain:.2f}x)  "
+          "(the second and later edits of a face)")
+
+
+def editor(repeats: int) -> None:
+    from scadm.app import Editor
+
+    page = Editor(None, device="cpu", examples=3)
+    target, target_mask = page.example("face 1")
+    reference, reference_mask = page.example("face 2")
+    args = (target, page.editor_value(target_mask), reference, reference_mask)
+
+    def swap(parts: list[str], keep: bool) -> None:
+        page.run("partial swap", *args, parts, keep=keep, progress=False)
+
+    def first() -> None:
+        page.inversions.clear()
+        swap(["hair"], True)
+
+    t_first = seconds(first, repeats)
+    swap(["hair"], True)  # the page now holds this face's inversion
+    t_later = seconds(lambda: swap(["skin"], True), repeats)
+    t_noise = seconds(lambda: swap(["skin"], False), repeats)
+    print("web editor (bundled model, Editor.run as the page calls it), partial swaps of one face:")
+    print(f"  {'first edit (inverts the face)':<45} {t_first * 1000:8.1f} ms  ({t_first / t_noise:.2f}x)")
+    print(f"  {'second and later edits (inversion reused)':<45} {t_later * 1000:8.1f} ms  ({t_later / t_noise:.2f}x)")
+    print(f"  {'an edit from noise (keep the rest off)':<45} {t_noise * 1000:8.1f} ms")
 
 
 @torch.no_grad()
@@ -113,7 +148,7 @@ def paper(repeats: int, steps: list[int]) -> None:
         for name in ("ddim", "exact"):
             cost = enc + (1 + EXTRA_PASSES[name]) * n * step + dec
             line += f"; {name} {cost:7.1f} s ({cost / plain:.2f}x)"
-        print(line)
+        print(line + f"; later edits of an inverted face {plain:7.1f} s (1.00x)")
 
 
 def main() -> None:
@@ -125,6 +160,7 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     bundled(a.repeats)
+    editor(a.repeats)
     if not a.skip_paper:
         paper(a.repeats, [int(s) for s in a.paper_steps.split(",")])
 

@@ -372,7 +372,8 @@ def test_page_keeps_the_rest_of_the_face(tiny_model, monkeypatch):
     seen.clear()
     u = editor.run("partial swap", target, editor.editor_value(target_mask), reference, reference_mask, ["hair"],
                    steps=2, sampler="unipc", keep=True, progress=False)
-    assert seen == [("invert", solver, True), ("sample", solver, True, True)]  # unipc cannot invert: the model's
+    # unipc cannot invert: the model's solver, whose inversion of this face the page already holds
+    assert seen == [("sample", solver, True, True)] and "(reused)" in u.status
     assert "ddim 2 steps" in u.status
     assert "the rest of the face kept" in r.status
     seen.clear()
@@ -417,3 +418,29 @@ def test_page_status_says_how_each_result_was_made(tiny_model):
     assert "sampled from noise (every part is edited: nothing to keep)" in total.status
     plain = editor.run("reconstruct", *args, [], steps=2, keep=False, progress=False)
     assert ", sampled from noise;" in plain.status
+
+
+def test_the_page_inverts_a_face_once_for_its_edits(tiny_model, monkeypatch):
+    """The second edit of a face (other parts) starts from the first edit's inversion: no inversion pass."""
+    pytest.importorskip("gradio")
+    from scadm.app import Editor
+    from scadm.pipeline import SCADMPipeline
+
+    editor = Editor(tiny_model, device="cpu", examples=3)
+    target, target_mask = editor.example("face 1")
+    reference, reference_mask = editor.example("face 2")
+    calls = []
+    real = SCADMPipeline._invert_source
+    monkeypatch.setattr(SCADMPipeline, "_invert_source", lambda *a, **k: calls.append(1) or real(*a, **k))
+    args = (target, editor.editor_value(target_mask), reference, reference_mask)
+    first = editor.run("partial swap", *args, ["hair"], steps=2, keep=True, progress=False)
+    second = editor.run("partial swap", *args, ["skin"], steps=2, keep=True, progress=False)
+    assert len(calls) == 1 and "(reused)" in second.status
+    editor.run("partial swap", *args, ["skin"], steps=3, keep=True, progress=False)  # other settings: inverted anew
+    assert len(calls) == 2
+    fresh = Editor(tiny_model, device="cpu", examples=3)  # the reused inversion gives the images inverting gives
+    again = fresh.run("partial swap", *args, ["skin"], steps=2, keep=True, progress=False)
+    from PIL import Image
+
+    assert np.array_equal(np.asarray(Image.open(again.result_file)), np.asarray(Image.open(second.result_file)))
+    assert "(reused)" not in first.status

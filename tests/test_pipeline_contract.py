@@ -282,3 +282,53 @@ def test_model_cpu_offload(tiny_model):
     offloaded = _swap(pipe, seed=1)
     assert pipe._execution_device.type == "cuda" and pipe.unet.device.type == "cpu"
     assert torch.allclose(offloaded.tensors, plain.tensors, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------
+# invert once, edit many times
+# ---------------------------------------------------------------------------
+def test_an_inversion_reused_gives_what_inverting_each_time_gives(pipe):
+    inv = pipe.invert(_face(0), num_inference_steps=3)
+    assert inv.strategy == "exact" and len(inv.trajectory) == 4 and len(inv.offsets) == 3 and inv.evaluations == 6  # DDIM: 3 + 3
+    for parts in (["hair"], ["skin", "l_eye"]):
+        reused = pipe.swap(_face(0), _face(1), parts, num_inference_steps=3, inversion=inv)
+        fresh = pipe.swap(_face(0), _face(1), parts, num_inference_steps=3)
+        assert torch.equal(reused.tensors, fresh.tensors)
+    assert reused.info["inversion_reused"] and reused.info["inversion_evaluations"] == 0
+    image, label = _face(0)
+    moved = pipe.edit_mask(image, label, _face(1)[1], num_inference_steps=3, inversion=inv)
+    assert torch.equal(moved.tensors, pipe.edit_mask(image, label, _face(1)[1], num_inference_steps=3).tensors)
+    assert isinstance(pipe.invert(_face(0), num_inference_steps=3, return_dict=False)[0], torch.Tensor)
+
+
+@pytest.mark.parametrize("change, words", [
+    (dict(num_inference_steps=4), "made with ddim at 3 steps; this call asks ddim at 4 steps"),
+    (dict(sampler="dpm++"), "made with ddim at 3 steps; this call asks dpm++"),
+    (dict(guidance_scale=3.0), "s = 1.2 (style null); this edit is exact with ddim at 3 steps, s = 3"),
+    (dict(target=1), "made for another face"),
+    (dict(mask=1), "another mask or style"),
+])
+def test_an_inversion_for_other_settings_or_faces_is_refused(pipe, change, words):
+    inv = pipe.invert(_face(0), num_inference_steps=3)
+    image, label = _face(0)
+    target = _face(change.pop("target")) if "target" in change else (image, _face(change.pop("mask"))[1]) \
+        if "mask" in change else (image, label)
+    with pytest.raises(ValueError, match=words.replace("(", r"\(").replace(")", r"\)")) as err:
+        pipe.swap(target, _face(1), ["hair"], inversion=inv, **change)
+    assert "\n" not in str(err.value)
+
+
+def test_the_offsets_pass_in_one_batch_equals_step_by_step(pipe):
+    """On an accelerator the offsets' evaluations run as one batch (every trajectory point is known)."""
+    from scadm.diffusion import invert
+
+    image, label = _face(0)
+    x, ids = pipe.load_image(image), pipe.load_mask(label)
+    source = pipe.source(x, ids, pipe.style_tokens(x, ids), ids > 0)
+    fn = pipe._guided(source.conditions.mask, "style", 1.2, None)
+    cond = pipe.model.prepare(source.conditions, pipe.cfg.latent_size)
+    z0 = pipe.first_stage.encode(x)
+    one = invert(fn, z0, cond, pipe.schedule, sampler="ddim", steps=4, exact=True, batch_offsets=1)
+    many = invert(fn, z0, cond, pipe.schedule, sampler="ddim", steps=4, exact=True, batch_offsets=4)
+    assert one.evaluations == many.evaluations == 8
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(one.offsets, many.offsets))

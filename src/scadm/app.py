@@ -16,7 +16,9 @@ gradio is an optional extra: ``pip install 'scadm[app]'``.
 from __future__ import annotations
 
 import atexit
+import collections
 import dataclasses
+import hashlib
 import shutil
 import sys
 import tempfile
@@ -64,6 +66,8 @@ APPLICATIONS = ("reconstruct", "total swap", "partial swap", "interpolation", "n
 NEEDS_REFERENCE = ("total swap", "partial swap", "interpolation", "mixed")
 #: the applications that need parts ticked
 NEEDS_PARTS = ("partial swap", "mixed")
+#: faces whose inversion the page keeps for their later edits
+INVERSIONS_KEPT = 8
 
 
 def _rgb(c: Sequence[int]) -> str:
@@ -95,6 +99,9 @@ class Editor:
         self.examples = self._write_examples(examples)
         #: how each face's mask was obtained, for the status line ("the example's own", "parsed by ...", "uploaded")
         self.mask_source = {"target": "given", "reference": "given"}
+        #: faces inverted for this page's edits, by face and sampling settings: a face is inverted once,
+        #: and its later edits (other parts, other references) start from that inversion
+        self.inversions: collections.OrderedDict[tuple, Any] = collections.OrderedDict()
 
     @property
     def knows(self) -> str:
@@ -309,25 +316,27 @@ class Editor:
             r = pipe.swap(photo, ref, None, sampling=sampling)
             captions = ["total swap"]
         elif application == "partial swap":
-            r = pipe.swap(photo, ref, parts, sampling=sampling)
+            r = pipe.swap(photo, ref, parts, sampling=self._reusing(photo, sampling))
             captions = [f"swap {', '.join(parts)}"]
         elif application == "interpolation":
             count = checks.integer(frames, "frames", lo=2, hi=16)
             alphas = [round(a, 3) for a in np.linspace(0.0, checks.number(alpha, "alpha", 0, 1), count)]
-            r = pipe.interpolate(photo, ref, parts or None, alphas=alphas, sampling=sampling)
+            r = pipe.interpolate(photo, ref, parts or None, alphas=alphas,
+                                 sampling=self._reusing(photo, sampling) if parts else sampling)
             captions = [f"alpha {a:g}" for a in alphas]
         elif application == "noise-based generation":
             r = pipe.generate(pipe.photo(photo.image, after), n=checks.integer(n, "samples", lo=1, hi=16),
                               sampling=sampling)
             captions = [f"seed {s}" for s in r.info["seeds"]]
         elif application == "mixed":
-            r = pipe.mix(pipe.photo(photo.image, after), ref, parts, n=checks.integer(n, "samples", lo=1, hi=16),
-                         sampling=sampling)
+            repainted = pipe.photo(photo.image, after)
+            r = pipe.mix(repainted, ref, parts, n=checks.integer(n, "samples", lo=1, hi=16),
+                         sampling=self._reusing(repainted, sampling))
             captions = [f"mixed, seed {s}" for s in r.info["seeds"]]
         else:
             if np.array_equal(before, after):
                 raise ValueError("edit with the painted mask: paint on the target mask first")
-            r = pipe.edit_mask(photo, None, after, sampling=sampling)
+            r = pipe.edit_mask(photo, None, after, sampling=self._reusing(photo, sampling))
             captions = ["with the painted mask"]
         images = r.photos or r.images
         used = after if application in ("edit with the painted mask", "noise-based generation", "mixed") else before
@@ -337,6 +346,23 @@ class Editor:
             masks += f"; reference mask: {self.mask_source['reference']}"
         return self._result(application, r, images, captions, used, sampling,
                             f"{masks}; face square {photo.box.side} px")
+
+    def _reusing(self, photo: Any, sampling: SamplingOptions) -> SamplingOptions:
+        """`sampling` with the face's inversion for these settings: made on its first edit, reused after
+        (a few faces are kept, the oldest dropped first)."""
+        if sampling.inversion in (None, "none"):
+            return sampling
+        run = sampling.resolve(self.pipe.sampling_defaults)
+        face = hashlib.sha1(np.ascontiguousarray(photo.crop).tobytes() +
+                            np.ascontiguousarray(photo.crop_mask).tobytes()).hexdigest()
+        key = (face, run.inversion, run.sampler, run.steps, run.guidance_scale, run.null_condition, run.clip_x0,
+               repr(sorted(self.pipe.scheduler_kwargs(run.sampler).items())))
+        if key not in self.inversions:
+            self.inversions[key] = self.pipe.invert(photo, sampling=dataclasses.replace(sampling, seed=0))
+            while len(self.inversions) > INVERSIONS_KEPT:
+                self.inversions.popitem(last=False)
+        self.inversions.move_to_end(key)
+        return dataclasses.replace(sampling, inversion=self.inversions[key])
 
     def _result(self, application: str, r: Any, images: list, captions: list[str], mask: np.ndarray,
                 sampling: SamplingOptions, note: str) -> Result:

@@ -95,3 +95,25 @@ def index_conditions(c: Any, idx: slice | Tensor | list[int]) -> Any:
     if hasattr(c, "__dataclass_fields__"):
         return replace(c, **{f.name: index_conditions(getattr(c, f.name), idx) for f in fields(c)})
     return c
+
+
+def conditions_batch(c: Any) -> int | None:
+    """The batch size of a condition (its first tensor's), or None when it holds no tensor."""
+    if isinstance(c, Tensor):
+        return c.shape[0]
+    items = c.values() if isinstance(c, dict) else c if isinstance(c, (list, tuple)) else (
+        [getattr(c, f.name) for f in fields(c)] if hasattr(c, "__dataclass_fields__") else [])
+    for v in items:
+        b = conditions_batch(v)
+        if b is not None:
+            return b
+    return None
+
+
+def repeat_conditions(c: Any, times: int) -> Any:
+    """A condition of batch B as one of batch times x B: rows 0..B-1, then 0..B-1 again, ..."""
+    b = conditions_batch(c)
+    if times == 1 or b is None:
+        return c
+    return index_conditions(c, torch.arange(b).repeat(times))
+

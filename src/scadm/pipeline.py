@@ -49,7 +49,7 @@ from diffusers.utils import BaseOutput
 
 from . import checks
 from .conditioning_modes import ConditioningMode
-from .conditions import Conditions
+from .conditions import Conditions, conditions_batch, repeat_conditions
 from .config import SCHEMA_VERSION, ModelConfig, SamplingConfig, SamplingOptions, from_dict, to_dict
 from .diffusion import ClassifierFreeGuidance, Inversion, NoiseSchedule, invert, regeneration_kwargs, sample
 from .diffusion.objective import randn
@@ -167,7 +167,8 @@ class EditResult(BaseOutput):
             return f"{skipped} (nothing sampled)"
         if inversion == "none":
             return f"sampled from noise ({skipped})" if skipped else "sampled from noise"
-        return f"{inversion} inversion" + (", the rest of the face kept" if self.info.get("blend") else "")
+        reused = " (reused)" if self.info.get("inversion_reused") else ""
+        return f"{inversion} inversion{reused}" + (", the rest of the face kept" if self.info.get("blend") else "")
 
     def with_photos(self, sources: Sequence[Photo | None], edited: Sequence[list[int] | None]) -> "EditResult":
         """This result, knowing the photo each image belongs to and what it edited (one entry or one per image)."""
@@ -194,6 +195,73 @@ def as_output_type(x: Tensor, output_type: str) -> Any:
         return to_pil(x)
     unit = ((x.detach().float() + 1) / 2).clamp(0, 1)
     return unit.permute(0, 2, 3, 1).cpu().numpy() if output_type == "np" else unit
+
+
+@dataclass
+class InversionOutput(BaseOutput):
+    """A face inverted once (:meth:`SCADMPipeline.invert`), for every later edit of it (``inversion=``).
+
+    ``latents``: x_T (B, C, h, w); ``trajectory``: the inverted latent at every level the solver
+    visits (x_T first, the face's own latent last); ``offsets``: exact inversion's per-step record
+    (None for ``ddim``). The rest says what it is valid for: the strategy, solver, steps, guidance
+    scale and null condition, the scheduler settings, the face (``image``, in [-1, 1]) and its own
+    ``conditions`` (mask and style tokens); ``evaluations``: the guided evaluations it cost, which
+    the first edit that uses it reports as its own (``info["inversion_evaluations"]``); later edits
+    report 0 and ``info["inversion_reused"]``.
+    """
+
+    latents: Tensor
+    trajectory: list[Tensor]
+    offsets: list[Tensor] | None
+    strategy: str
+    sampler: str
+    steps: int
+    guidance_scale: float
+    null_condition: str
+    scheduler_kwargs: dict[str, Any]
+    image: Tensor
+    conditions: Conditions
+    evaluations: int
+
+    @property
+    def edits(self) -> int:
+        """How many edits have started from this inversion."""
+        return self.__dict__.get("edits", 0)
+
+    def for_edit(self, source: "Source", run: Any, s: float, scheduler_kwargs: dict[str, Any]) -> Inversion:
+        """This inversion as the edit of `source` under `run` starts from it; a one-line error when it
+        was made for another face, other conditions or other settings."""
+        ours = (self.strategy, self.sampler, self.steps, self.guidance_scale, self.null_condition)
+        theirs = (run.inversion, run.sampler, run.steps, s, run.null_condition)
+        if ours != theirs:
+            raise ValueError(f"inversion: made as {_settings_words(*ours)}; this edit is {_settings_words(*theirs)}: "
+                             "invert again with the edit's settings, or leave inversion out")
+        if self.scheduler_kwargs != scheduler_kwargs:
+            raise ValueError(f"inversion: made with scheduler settings {self.scheduler_kwargs}, this edit's are "
+                             f"{scheduler_kwargs}: invert again after changing the scheduler")
+        if not _same_rows(self.image, source.image):
+            raise ValueError("inversion: made for another face (the edit's target image differs); invert this face")
+        mine, theirs_c = self.conditions, source.conditions
+        if not (_same_rows(mine.mask, theirs_c.mask) and (mine.tokens is None) == (theirs_c.tokens is None) and
+                (mine.tokens is None or _same_rows(mine.tokens, theirs_c.tokens))):
+            raise ValueError("inversion: made for the face with another mask or style (or attributes); invert the "
+                             "face as this edit gives it")
+        self.__dict__["edits"] = self.edits + 1
+        device = source.image.device
+        move = lambda z: z.to(device)  # noqa: E731
+        return Inversion(move(self.latents), [move(z) for z in self.trajectory], self.sampler, self.steps,
+                         self.evaluations, None if self.offsets is None else [move(d) for d in self.offsets])
+
+
+def _same_rows(made: Tensor, given: Tensor) -> bool:
+    """`given` (B, ...) equals `made` (B or 1, ...): the face inverted, or it repeated for B images of one call."""
+    if made.shape[1:] != given.shape[1:] or made.shape[0] not in (1, given.shape[0]):
+        return False
+    return torch.equal(made.expand_as(given), given.to(made))
+
+
+def _settings_words(strategy: str, sampler: str, steps: int, s: float, null: str) -> str:
+    return f"{strategy} with {sampler} at {steps} steps, s = {s:g} ({null} null)"
 
 
 # ---------------------------------------------------------------------------
@@ -246,7 +314,7 @@ def diffusers_call(method: Callable) -> Callable:
             result = method(self, *args, **kwargs)
         finally:
             _CALL.reset(token)
-        return result if return_dict else (result.images,)
+        return result if return_dict else (result[0],)
 
     return call
 
@@ -689,8 +757,7 @@ class SCADMPipeline(DiffusionPipeline):
         o = options or SamplingOptions()
         call = _CALL.get() or CallOptions()
         run = o.resolve(self.sampling_defaults, noise_based=noise_based, face=source is not None)
-        own_null = self.mode.is_own_null(run.null_condition, style_image=style_image, attributes=attributes)
-        s = 0.0 if own_null else run.guidance_scale
+        s = self._edit_guidance(run, style_image, attributes)
         b = ids.shape[0]
         seeds = o.seeds(b) if call.generator is None else None
         latent = self.cfg.latent_size
@@ -711,16 +778,21 @@ class SCADMPipeline(DiffusionPipeline):
             z = z.expand(b, *z.shape[1:]) if z.shape[0] == 1 else z
             info.update(inversion_skipped="nothing is edited: the first stage's reconstruction")
         inverting = info["inversion"] != "none" and z is None
-        extra = {**self.scheduler_kwargs(run.sampler), **(regeneration_kwargs(run.sampler) if inverting else {})}
-        if clip and run.sampler in ("ddim", "ddpm"):
-            extra = {**extra, "clip_sample": True, "clip_sample_range": float(clip)}
+        if inverting:
+            extra = self._inversion_kwargs(run)
+        else:
+            extra = self.scheduler_kwargs(run.sampler)
+            if clip and run.sampler in ("ddim", "ddpm"):
+                extra.update(clip_sample=True, clip_sample_range=float(clip))
         gens = call.generator if seeds is None else [torch.Generator(self._execution_device).manual_seed(int(x))
                                                       for x in seeds]
         try:
             if inverting:
-                inv = self.invert(source, o, s, run, scheduler_kwargs=extra).expand(b)
+                reused = o.made_inversion is not None and o.made_inversion.edits > 0
+                inv = self._inverted(source, o, s, run, extra).expand(b)
                 x_T, offsets = inv.x_T, inv.offsets
-                info.update(inversion_solver=run.sampler, inversion_evaluations=inv.evaluations)
+                info.update(inversion_solver=run.sampler, inversion_evaluations=0 if reused else inv.evaluations,
+                            inversion_reused=reused)
                 if run.blend:
                     # the edited parts start from the inverted latent too, under the edited conditions (with
                     # exact's offsets); the rest follows the inversion. A face of a batch whose every part
@@ -773,8 +845,10 @@ class SCADMPipeline(DiffusionPipeline):
         in `low` autocast precision (None: float32); guidance and the solver stay in float32."""
         latent = self.cfg.latent_size
 
-        def null(_: Any) -> Any:
-            return self.model.prepare(self.model.conditioner.null(mask, null_condition), latent)
+        def null(cond: Any) -> Any:  # for a condition of batch k x B (several steps in one batch): repeated k times
+            prepared = self.model.prepare(self.model.conditioner.null(mask, null_condition), latent)
+            times = (conditions_batch(cond) or mask.shape[0]) // mask.shape[0]
+            return repeat_conditions(prepared, times)
 
         def net(x: Tensor, t: Tensor, c: Any, unet: Any = self.model.unet) -> Tensor:
             return unet(x, t, c).float()  # the unet runs in its own dtype (a bf16 pipeline's); the solver in float32
@@ -787,19 +861,65 @@ class SCADMPipeline(DiffusionPipeline):
         return ClassifierFreeGuidance(net, null, s)
 
     # ------------------------------------------------------------------ inversion
+    @diffusers_call
     @torch.no_grad()
-    def invert(self, source: "Source", options: SamplingOptions, s: float, run: Any = None,
-               scheduler_kwargs: dict[str, Any] | None = None) -> Inversion:
+    def invert(self, image: ImageLike | Face | Photo | Sequence, mask: MaskLike | None = None, attributes: Any = None,
+               sampling: SamplingOptions | None = None, **overrides: Any) -> "InversionOutput":
+        """Invert a face once, for any number of edits of it (``inversion=`` of every edit of a target).
+
+        The face's first-stage latent is inverted under its own conditions with the call's solver,
+        steps and guidance (the model's defaults unless given; ``inversion`` "exact", the default,
+        or "ddim"), as an edit would invert it. The result holds the latents at every level, the
+        exact offsets, and the settings and conditions it is valid for: an edit of another face, or
+        with other steps, solver, guidance or null condition, is refused in one line.
+        """
+        self._need_style("invert")
+        x, ids, _ = self._faces(image) if isinstance(image, (Face, Photo, tuple)) else self._batch(image, mask)
+        tokens = self.with_attributes(self.style_tokens(x, ids), self.attribute_vector(attributes, ids.shape[0]))
+        o = _sampling(sampling, overrides)
+        if o.inversion == "none" or o.made_inversion is not None:
+            raise ValueError("invert: inversion 'none' or an inversion already made; use 'exact' (the default) or 'ddim'")
+        if o.inversion is None:
+            o = dataclasses.replace(o, inversion="exact" if self.cfg.sampling.inversion == "none" else
+                                    self.cfg.sampling.inversion)
+        run = o.resolve(self.sampling_defaults)
+        source = self.source(x, ids, tokens, torch.ones_like(ids, dtype=torch.bool))
+        s = self._edit_guidance(run)
+        extra = self._inversion_kwargs(run)
+        inv = self._invert_source(source, o, s, run, extra, offsets=run.inversion == "exact")
+        return InversionOutput(inv.x_T, inv.trajectory, inv.offsets, run.inversion, run.sampler, run.steps, s,
+                               run.null_condition, extra, x, source.conditions, inv.evaluations)
+
+    def _edit_guidance(self, run: Any, style_image: bool = True, attributes: bool = False) -> float:
+        """The guidance scale an edit samples with: the run's, or 0 when its condition is its own null."""
+        own_null = self.mode.is_own_null(run.null_condition, style_image=style_image, attributes=attributes)
+        return 0.0 if own_null else run.guidance_scale
+
+    def _inversion_kwargs(self, run: Any) -> dict[str, Any]:
+        """The scheduler settings of an inverting run: the scheduler's own, the regeneration's, x0 clipping."""
+        extra = {**self.scheduler_kwargs(run.sampler), **regeneration_kwargs(run.sampler)}
+        if run.clip_x0 and run.sampler in ("ddim", "ddpm"):
+            extra.update(clip_sample=True, clip_sample_range=float(run.clip_x0))
+        return extra
+
+    def _inverted(self, source: "Source", options: SamplingOptions, s: float, run: Any,
+                  extra: dict[str, Any]) -> Inversion:
+        """The inversion an edit starts from: the one it was given (checked against it), else made now."""
+        made = options.made_inversion
+        if made is None:
+            return self._invert_source(source, options, s, run, extra, offsets=self._records_offsets(source, run))
+        return made.for_edit(source, run, s, extra)
+
+    @torch.no_grad()
+    def _invert_source(self, source: "Source", options: SamplingOptions, s: float, run: Any,
+                       scheduler_kwargs: dict[str, Any], offsets: bool) -> Inversion:
         """The target's first-stage latent, inverted under its own conditions with the run's solver,
         steps and guidance (the edit's own eps, so that ``exact``'s offsets close the edit's pass)."""
-        run = run or options.resolve(self.cfg.sampling)
-        if run.inversion == "none":
-            raise ValueError("invert: this run's inversion is 'none'")
         cond = source.conditions
         model_fn = self._guided(cond.mask, run.null_condition, s, options.autocast_dtype)
         z0 = self.first_stage.encode(source.image)
         return invert(model_fn, z0, self.model.prepare(cond, self.cfg.latent_size), self.schedule,
-                      sampler=run.sampler, steps=run.steps, exact=self._records_offsets(source, run),
+                      sampler=run.sampler, steps=run.steps, exact=offsets,
                       scheduler_kwargs=scheduler_kwargs, progress=options.progress)
 
     @staticmethod
@@ -988,9 +1108,13 @@ class SCADMPipeline(DiffusionPipeline):
             ids, photo = self.generation_mask(mask)
             photos = [photo]
         rx, rids, _ = self._faces(reference)
+        src_x, src_ids = tx, ids  # one face for n images is inverted once (as interpolate's target)
+        per_image_attrs = isinstance(attributes, Tensor) and attributes.ndim == 2
         if ids.shape[0] == 1:
             ids = ids.expand(n, -1, -1)
             tx = None if tx is None else tx.expand(n, -1, -1, -1)
+            if per_image_attrs:
+                src_x, src_ids = tx, ids
         empty = self.style_tokens(None, ids)
         ref = self.style_tokens(rx, rids).expand(ids.shape[0], -1, -1)
         classes = self.parts(parts)
@@ -999,8 +1123,9 @@ class SCADMPipeline(DiffusionPipeline):
         opts = _sampling(sampling, overrides)
         source = None
         if tx is not None:
-            source = self.source(tx, ids, self.with_attributes(self.style_tokens(tx, ids), attrs),
-                                 _part_pixels(ids, classes), fresh=True)
+            own = self.with_attributes(self.style_tokens(src_x, src_ids),
+                                       self.attribute_vector(attributes, src_ids.shape[0]))
+            source = self.source(src_x, src_ids, own, _part_pixels(src_ids, classes), fresh=True)
         result = self.generate_from_tokens(ids, tokens, opts, source=source)
         return result.with_photos(photos, classes if _per_image(classes) else [classes])
 

@@ -33,6 +33,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
+from ..conditions import repeat_conditions
 from .sampling import NonFiniteSampleError, build_scheduler, scheduler_step
 from .schedule import NoiseSchedule
 
@@ -128,13 +129,15 @@ def _dpm_inverse(schedule: NoiseSchedule, forward, device):
 @torch.no_grad()
 def invert(model_fn: ModelFn, z0: Tensor, cond: Any, schedule: NoiseSchedule, *, sampler: str = "ddim",
            steps: int = 50, refine: int = 0, exact: bool = False, scheduler_kwargs: dict[str, Any] | None = None,
-           progress: bool = False) -> Inversion:
+           progress: bool = False, batch_offsets: int | None = None) -> Inversion:
     """Invert the clean latent `z0` (B, C, h, w) under `cond` to x_T (model_fn as for :func:`sample`).
 
     The forward pass that undoes it: ``sample(..., sampler=sampler, steps=steps, x_T=inv.x_T,
     offsets=inv.offsets, scheduler_kwargs=kw)`` with ``kw`` the `scheduler_kwargs` given here
     (default :func:`regeneration_kwargs`). `refine`: fixed-point iterations per DDIM step.
     `exact`: also record the per-step offsets that make that forward pass return z_0 exactly.
+    `batch_offsets`: evaluate that many steps of the offsets' pass in one batch (every point of the
+    inverted trajectory is known before it starts); default: 16 on an accelerator, 1 on the CPU.
     """
     if sampler not in INVERTIBLE:
         raise ValueError(f"sampler {sampler!r} cannot invert; expected one of {', '.join(INVERTIBLE)}")
@@ -181,25 +184,40 @@ def invert(model_fn: ModelFn, z0: Tensor, cond: Any, schedule: NoiseSchedule, *,
         raise AssertionError(f"{len(trajectory)} inverted levels for {len(forward.timesteps)} forward steps")
     offsets = None
     if exact:
-        offsets = _offsets(eps_at, trajectory, sampler,
-                           build_scheduler(sampler, steps, schedule, device=device, **kwargs), progress)
+        if batch_offsets is None:
+            batch_offsets = 1 if device.type == "cpu" else 16
+        forward = build_scheduler(sampler, steps, schedule, device=device, **kwargs)
+
+        def eps_many(xs: list[Tensor], ts: list[int]) -> list[Tensor]:
+            nonlocal evaluations
+            evaluations += len(xs)
+            t = torch.cat([torch.full((B,), int(t), dtype=torch.long, device=device) for t in ts])
+            out = model_fn(torch.cat(xs), t, repeat_conditions(cond, len(xs))).float()
+            return list(out.split(B))
+
+        offsets = _offsets(eps_many, trajectory, sampler, forward, progress, max(1, int(batch_offsets)))
     return Inversion(x, trajectory, sampler, int(steps), evaluations, offsets)
 
 
-def _offsets(eps_at: Callable[[Tensor, int], Tensor], trajectory: list[Tensor], sampler: str, forward: Any,
-             progress: bool) -> list[Tensor]:
+def _offsets(eps_many: Callable[[list[Tensor], list[int]], list[Tensor]], trajectory: list[Tensor], sampler: str,
+             forward: Any, progress: bool, batch: int = 1) -> list[Tensor]:
     """Direct Inversion's record: the forward sampler run on the inverted trajectory, each step
     started from trajectory[i] (so a multistep solver's history holds the source's own outputs, as
-    the edit's will under the source's conditions), and the gap to trajectory[i + 1] kept."""
-    it = enumerate(forward.timesteps)
+    the edit's will under the source's conditions), and the gap to trajectory[i + 1] kept. The
+    model's outputs depend on the trajectory alone, so `batch` steps are evaluated at once."""
+    timesteps = list(forward.timesteps)
+    eps_all: list[Tensor] = []
+    chunks = range(0, len(timesteps), batch)
     if progress:
         from tqdm.auto import tqdm
 
-        it = tqdm(it, desc="inversion offsets", total=len(forward.timesteps))
+        chunks = tqdm(chunks, desc="inversion offsets", total=len(chunks))
+    for lo in chunks:
+        ts = timesteps[lo:lo + batch]
+        xs = [forward.scale_model_input(trajectory[lo + k], t) for k, t in enumerate(ts)]
+        eps_all += eps_many(xs, [int(t) for t in ts])
     offsets = []
-    for i, t in it:
-        x = trajectory[i]
-        eps = eps_at(forward.scale_model_input(x, t), int(t))
-        landed = scheduler_step(sampler, forward, eps, t, x)
+    for i, t in enumerate(timesteps):  # the solver's steps, in order (a multistep solver keeps its history)
+        landed = scheduler_step(sampler, forward, eps_all[i], t, trajectory[i])
         offsets.append(trajectory[i + 1] - landed)
     return offsets
