@@ -57,7 +57,7 @@ def bundled(repeats: int) -> None:
     run = pipe.cfg.sampling
     faces = [render_face(i, seed=0, size=pipe.image_size) for i in synthetic_split_ids("test", 2)]
     target, reference = (faces[0].image, faces[0].label), (faces[1].image, faces[1].label)
-    x, ids = pipe.load_image(faces[0].image), pipe.load_mask(faces[0].label)
+    x, ids = pipe.inputs.load_image(faces[0].image), pipe.inputs.load_mask(faces[0].label)
     source = pipe.source(x, ids, pipe.style_tokens(x, ids), ids > 0)
     cond = pipe.model.prepare(source.conditions, pipe.cfg.latent_size)
     fn = pipe._guided(source.conditions.mask, run.null_condition, run.guidance_scale, None)

@@ -49,13 +49,13 @@ def test_the_page_calls_the_same_pipeline_as_the_cli(editor):
     r = editor.run("partial swap", target, mask, reference, reference_mask, ["l_eye"], steps=2, seed=5, progress=False)
     pipe = editor.pipe
     ids = editor.mask_ids(mask["background"], "m")
-    direct = pipe.swap(pipe.photo(target, ids), pipe.photo(reference, editor.mask_ids(reference_mask, "r")), ["l_eye"],
+    direct = pipe.swap(pipe.inputs.photo(target, ids), pipe.inputs.photo(reference, editor.mask_ids(reference_mask, "r")), ["l_eye"],
                        steps=2, seed=5)
     got = np.asarray(r.images[0][0])
     assert np.array_equal(got, np.asarray(direct.photos[0]))
     from scadm.photos import edit_region
 
-    photo = pipe.photo(target, ids)
+    photo = pipe.inputs.photo(target, ids)
     weight = np.zeros(ids.shape, np.float32)
     box = photo.box
     region = edit_region(photo, [editor.label_set.names.index("l_eye")])

@@ -149,9 +149,11 @@ def test_converted_model_inverts_exactly_and_keeps_the_rest_of_the_face(converte
     part = int(labels[labels > 0].min())  # a part this face has
     pipe.swap((image, labels), (image[::-1].copy(), labels[::-1].copy()), [part], steps=3, guidance_scale=1.2,
               inversion="exact", blend=True)
-    z0 = pipe.first_stage.encode(pipe.load_image(image))
+    z0 = pipe.first_stage.encode(pipe.inputs.load_image(image))
     assert float((seen[0] - z0).norm() / z0.norm()) < 1e-4
-    region = pipe.blend_region(pipe.load_mask(labels) == part, 1).bool().expand_as(seen[1])
+    from scadm.pipeline.plan import blend_region
+
+    region = blend_region(pipe.inputs.load_mask(labels) == part, 1, pipe.cfg.latent_size).bool().expand_as(seen[1])
     assert 0 < region.float().mean() < 1 and torch.equal(seen[1][~region], z0[~region])
 
 

@@ -93,7 +93,7 @@ def test_protocols_sample_from_noise_unless_asked(run_cli, tiny_model, setup, tm
     layout = DatasetLayout(data)
     first = {}
     for i in layout.ids("test")[:3]:
-        x = pipe.load_image(layout.image_path(i))
+        x = pipe.inputs.load_image(layout.image_path(i))
         first[i] = np.asarray(to_pil(pipe.first_stage.decode(pipe.first_stage.encode(x)))[0]).astype(int)
     denoised = _pngs(work / "reconstruction")
     assert denoised.keys() == first.keys()

@@ -10,6 +10,7 @@ import torch
 from scadm.config import SamplingConfig, SamplingOptions
 from scadm.diffusion import ClassifierFreeGuidance, NoiseSchedule, ScheduleConfig, invert, regeneration_kwargs, sample
 from scadm.pipeline import Face, SCADMPipeline
+from scadm.pipeline.plan import blend_region
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,7 @@ def test_refined_ddim_round_trip_on_a_tiny_random_unet(pipe, tiny_faces):
     iterations leave under 1e-3 of each step's error (measured: 9.6e-4 relative): asserted < 1e-2, and
     the plain inversion's > 0.5, so that the bound is the refinement's doing."""
     (i0, m0, _), = tiny_faces[:1]
-    x, ids = pipe.load_image(i0), pipe.load_mask(m0)
+    x, ids = pipe.inputs.load_image(i0), pipe.inputs.load_mask(m0)
     z0 = pipe.first_stage.encode(x)
     cond = pipe.model.prepare(pipe.source(x, ids, pipe.style_tokens(x, ids), ids > 0).conditions, pipe.cfg.latent_size)
     fn = pipe.model.unet
@@ -73,8 +74,8 @@ def test_round_trip_on_the_bundled_model(sampler):
 
     pipe = SCADMPipeline.from_pretrained(None, device="cpu")
     faces = [render_face(i, seed=0, size=pipe.image_size) for i in synthetic_split_ids("test", 2)]
-    x = torch.cat([pipe.load_image(f.image) for f in faces])
-    ids = torch.cat([pipe.load_mask(f.label) for f in faces])
+    x = torch.cat([pipe.inputs.load_image(f.image) for f in faces])
+    ids = torch.cat([pipe.inputs.load_mask(f.label) for f in faces])
     z0 = pipe.first_stage.encode(x)
     src = pipe.source(x, ids, pipe.style_tokens(x, ids), ids > 0)
     cond = pipe.model.prepare(src.conditions, pipe.cfg.latent_size)
@@ -115,8 +116,8 @@ def test_exact_inversion_returns_the_latent_with_guidance_on(pipe, tiny_faces, s
     On the trained bundled model G is small and the error stays below 1e-4 (test above). The plain inversion
     of the same solver misses by far more: asserted > 100 times the bound."""
     (i0, m0, _), (i1, m1, _) = tiny_faces[:2]
-    x = torch.cat([pipe.load_image(i0), pipe.load_image(i1)])
-    ids = torch.cat([pipe.load_mask(m0), pipe.load_mask(m1)])
+    x = torch.cat([pipe.inputs.load_image(i0), pipe.inputs.load_image(i1)])
+    ids = torch.cat([pipe.inputs.load_mask(m0), pipe.inputs.load_mask(m1)])
     src = pipe.source(x, ids, pipe.style_tokens(x, ids), ids > 0)
     cond = pipe.model.prepare(src.conditions, pipe.cfg.latent_size)
     fn = pipe._guided(src.conditions.mask, "style", 1.2, None)
@@ -148,7 +149,7 @@ def test_exact_reconstruction_through_the_pipeline_is_the_first_stage_latent(pip
     seen = _latents(monkeypatch, pipe)
     r = pipe.reconstruct(i0, m0, steps=3, guidance_scale=1.2, inversion="exact", blend=False)
     pipe.reconstruct(i0, m0, steps=3, guidance_scale=1.2, inversion="none")
-    z0 = pipe.first_stage.encode(pipe.load_image(i0))
+    z0 = pipe.first_stage.encode(pipe.inputs.load_image(i0))
     exact, plain = (float((z - z0).norm() / z0.norm()) for z in seen)
     assert exact < 1e-4 and plain > 0.3, (exact, plain)
     assert r.info["inversion"] == "exact" and r.info["inversion_solver"] == "ddim" and not r.info["blend"]
@@ -162,10 +163,10 @@ def test_blended_partial_swap_keeps_the_inverted_latent_outside_the_part(pipe, t
     swap = pipe.swap((i0, m0), (i1, m1), ["hair"], **opts)
     free = pipe.swap((i0, m0), (i1, m1), ["hair"], steps=4, inversion="exact", blend=False)
     z_rec, z_swap, z_free = seen
-    z0 = pipe.first_stage.encode(pipe.load_image(i0))
+    z0 = pipe.first_stage.encode(pipe.inputs.load_image(i0))
     assert torch.equal(z_rec, z0)  # nothing edited: the first stage's own reconstruction
-    ids = pipe.load_mask(m0)
-    region = pipe.blend_region(ids == pipe.label_set.index("hair"), 1).bool().expand_as(z_swap)
+    ids = pipe.inputs.load_mask(m0)
+    region = blend_region(ids == pipe.label_set.index("hair"), 1, pipe.cfg.latent_size).bool().expand_as(z_swap)
     assert 0 < region.float().mean() < 1
     assert torch.equal(z_swap[~region], z_rec[~region])
     assert not torch.equal(z_swap[region], z_rec[region])  # the hair is regenerated with the reference's style
@@ -176,13 +177,13 @@ def test_blended_partial_swap_keeps_the_inverted_latent_outside_the_part(pipe, t
 
     one = torch.zeros(1, 32, 32, dtype=torch.bool)
     one[0, 10, 10] = True
-    assert int(pipe.blend_region(one, 1).sum()) == (2 * BLEND_MARGIN + 1) ** 2
+    assert int(blend_region(one, 1, pipe.cfg.latent_size).sum()) == (2 * BLEND_MARGIN + 1) ** 2
 
 
 def test_an_edit_of_every_part_keeps_nothing_and_samples_from_noise(pipe, tiny_faces, monkeypatch):
     """A total swap, blended, has nothing of the target to keep: no inversion is run and the result is the
     edit from noise; in a batch, a face whose every part is edited starts from its seed's noise."""
-    import scadm.pipeline as P
+    import scadm.pipeline.pipeline as P
 
     (i0, m0, _), (i1, m1, _) = tiny_faces[:2]
     calls = []
@@ -198,33 +199,35 @@ def test_an_edit_of_every_part_keeps_nothing_and_samples_from_noise(pipe, tiny_f
 
 
 def test_a_blended_reconstruction_is_the_first_stage_bit_for_bit_without_a_network_pass(pipe, tiny_faces, monkeypatch):
-    import scadm.pipeline as P
+    import scadm.pipeline.pipeline as P
 
     (i0, m0, _), = tiny_faces[:1]
     calls = []
     monkeypatch.setattr(P, "sample", lambda *a, **k: calls.append(k))
     r = pipe.reconstruct(i0, m0, steps=3)
-    x = pipe.load_image(i0)
+    x = pipe.inputs.load_image(i0)
     assert calls == [] and torch.equal(r.tensors, pipe.first_stage.decode(pipe.first_stage.encode(x)).clamp(-1, 1))
     assert "nothing is edited" in r.info["inversion_skipped"]
 
 
 def test_edit_mask_frees_where_the_class_changed(pipe, tiny_faces, monkeypatch):
     (i0, m0, _), (_, m1, _) = tiny_faces[:2]
+    import scadm.pipeline.plan as plan
+
     seen = []
-    original = pipe.blend_region
+    original = plan.blend_region
 
-    def spy(edited, batch):
+    def spy(edited, batch, latent_size):
         seen.append(edited.clone())
-        return original(edited, batch)
+        return original(edited, batch, latent_size)
 
-    monkeypatch.setattr(pipe, "blend_region", spy)
+    monkeypatch.setattr(plan, "blend_region", spy)
     pipe.edit_mask(i0, m0, m1, steps=2, inversion="ddim", blend=True)
-    assert torch.equal(seen[0], pipe.load_mask(m0) != pipe.load_mask(m1))
+    assert torch.equal(seen[0], pipe.inputs.load_mask(m0) != pipe.inputs.load_mask(m1))
 
 
 def test_interpolation_inverts_once_and_every_alpha_starts_from_its_x_T(pipe, tiny_faces, monkeypatch):
-    import scadm.pipeline as P
+    import scadm.pipeline.pipeline as P
 
     (i0, m0, _), (i1, m1, _) = tiny_faces[:2]
     calls, starts = [], []
@@ -285,7 +288,7 @@ APPLICATIONS = {  # command -> its arguments (faces 0 and 1 of tiny_faces)
 
 
 def _spy(monkeypatch):
-    import scadm.pipeline as P
+    import scadm.pipeline.pipeline as P
 
     seen = []
     real_invert, real_sample = P.invert, P.sample

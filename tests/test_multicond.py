@@ -96,8 +96,8 @@ def test_attribute_edits_change_only_the_attribute_token(tmp_path):
     from scadm.data.synthetic import render_face
 
     f = render_face(1_000_000, size=32)
-    ids = pipe.load_mask(f.label)
-    tokens = pipe.style_tokens(pipe.load_image(f.image), ids)
+    ids = pipe.inputs.load_mask(f.label)
+    tokens = pipe.style_tokens(pipe.inputs.load_image(f.image), ids)
     assert tokens.shape[1] == 20 and pipe.token_classes[-1] == -1
     a = pipe.with_attributes(tokens, pipe.attribute_vector({"Eyeglasses": 1, "Smiling": 0}, 1))
     b = pipe.with_attributes(tokens, pipe.attribute_vector({"Eyeglasses": 0, "Smiling": 1}, 1))

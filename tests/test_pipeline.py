@@ -90,8 +90,8 @@ def test_config_can_give_noise_based_generation_its_own_null(pipe, tiny_faces, m
 
 def test_partial_swap_changes_exactly_the_chosen_rows(pipe, tiny_faces):
     (i0, m0, _), (i1, m1, _) = tiny_faces[:2]
-    t = pipe.style_tokens(pipe.load_image(i0), pipe.load_mask(m0))
-    r = pipe.style_tokens(pipe.load_image(i1), pipe.load_mask(m1))
+    t = pipe.style_tokens(pipe.inputs.load_image(i0), pipe.inputs.load_mask(m0))
+    r = pipe.style_tokens(pipe.inputs.load_image(i1), pipe.inputs.load_mask(m1))
     eye = pipe.label_set.index("l_eye")
     out = swap_tokens(t, r, [eye], pipe.token_classes)
     changed = (out != t).any(-1)[0]
@@ -102,8 +102,8 @@ def test_partial_swap_changes_exactly_the_chosen_rows(pipe, tiny_faces):
 
 def test_interpolation_endpoints_are_the_target_and_reference_tokens(pipe, tiny_faces):
     (i0, m0, _), (i1, m1, _) = tiny_faces[:2]
-    t = pipe.style_tokens(pipe.load_image(i0), pipe.load_mask(m0))
-    r = pipe.style_tokens(pipe.load_image(i1), pipe.load_mask(m1))
+    t = pipe.style_tokens(pipe.inputs.load_image(i0), pipe.inputs.load_mask(m0))
+    r = pipe.style_tokens(pipe.inputs.load_image(i1), pipe.inputs.load_mask(m1))
     hair = [pipe.label_set.index("hair")]
     assert torch.equal(interpolate_tokens(t, r, 0.0, hair, pipe.token_classes), t)
     one = interpolate_tokens(t, r, 1.0, hair, pipe.token_classes)
@@ -134,16 +134,16 @@ def test_bad_inputs_are_clear_errors(pipe, tiny_faces, tmp_path):
     wide = tmp_path / "wide.png"
     Image.new("RGB", (64, 32)).save(wide)
     with pytest.raises(ValueError, match="aspect ratio"):
-        pipe.load_image(wide)
+        pipe.inputs.load_image(wide)
     big = tmp_path / "big_mask.png"
     Image.fromarray(np.asarray(Image.open(m0)).repeat(2, 0).repeat(2, 1)).save(big)
     with pytest.warns(UserWarning, match="resized from 64x64 to 32x32"):
-        ids = pipe.load_mask(big)
+        ids = pipe.inputs.load_mask(big)
     assert ids.shape == (1, 32, 32)
     bad = tmp_path / "bad_ids.png"
     Image.fromarray(np.full((32, 32), 40, np.uint8)).save(bad)
     with pytest.raises(ValueError, match="40"):
-        pipe.load_mask(bad)
+        pipe.inputs.load_mask(bad)
 
 
 def test_batched_partial_swaps_with_a_part_list_per_image(pipe, tiny_faces):
@@ -248,7 +248,7 @@ def test_bundled_clip_x0_does_not_cut_its_own_latents():
 def test_autocast_covers_the_denoiser_alone(monkeypatch, tiny_model, tiny_faces):
     """Under precision="bf16" the UNet runs in autocast; guidance, the null condition and the
     solver see float32 outside it."""
-    import scadm.pipeline as pipeline_module
+    import scadm.pipeline.pipeline as pipeline_module
 
     pipe = SCADMPipeline.from_pretrained(tiny_model, device="cpu")
     inside, outside = [], []

@@ -323,7 +323,7 @@ def test_the_offsets_pass_in_one_batch_equals_step_by_step(pipe):
     from scadm.diffusion import invert
 
     image, label = _face(0)
-    x, ids = pipe.load_image(image), pipe.load_mask(label)
+    x, ids = pipe.inputs.load_image(image), pipe.inputs.load_mask(label)
     source = pipe.source(x, ids, pipe.style_tokens(x, ids), ids > 0)
     fn = pipe._guided(source.conditions.mask, "style", 1.2, None)
     cond = pipe.model.prepare(source.conditions, pipe.cfg.latent_size)

@@ -184,7 +184,7 @@ def test_bulk_sampling_treats_dataset_faces_as_crops_not_photos(tmp_path, tiny_m
                      sampling=SamplingOptions(steps=2, seed=7), printer=lambda *a: None, progress=False)
     pipe = SCADMPipeline.from_pretrained(tiny_model, device="cpu")
     first = (data / "splits" / "test.txt").read_text().split()[0]
-    image, mask = pipe.load_image(data / "images" / f"{first}.png"), pipe.load_mask(data / "labels" / f"{first}.png")
+    image, mask = pipe.inputs.load_image(data / "images" / f"{first}.png"), pipe.inputs.load_mask(data / "labels" / f"{first}.png")
     direct = pipe.reconstruct(image, mask, steps=2, seed=7)
     with Image.open(tmp_path / "out" / f"{first}.png") as im:
         assert np.array_equal(np.asarray(im), np.asarray(direct.images[0]))

@@ -160,7 +160,7 @@ class Editor:
             from .photos import no_parser_error
 
             raise no_parser_error(f"the uploaded {which} photo", PAGE_MASK, self.pipe.model_folder)
-        photo = self.pipe.photo(np.asarray(image)[..., :3], None, mask_option=PAGE_MASK)
+        photo = self.pipe.inputs.photo(np.asarray(image)[..., :3], None, mask_option=PAGE_MASK)
         self.mask_source[which] = photo.mask_source  # "parsed by ..."
         return self.shown.colorize(photo.mask).astype(np.uint8)
 
@@ -298,7 +298,7 @@ class Editor:
             return self._from_mask_alone(application, after, reference, reference_mask, parts, n, sampling)
         # the target is a photo (scadm.photos): its face framed and cut out at the model's size, and each
         # result pasted back into it, so only the edited region of the full-resolution photo changes
-        photo = pipe.photo(target, before)
+        photo = pipe.inputs.photo(target, before)
         ref = None
         if application in NEEDS_REFERENCE:
             if reference is None:
@@ -308,7 +308,7 @@ class Editor:
             if reference.shape[:2] != ref_ids.shape:
                 raise ValueError(f"reference face is {reference.shape[1]}x{reference.shape[0]} but its mask "
                                  f"{ref_ids.shape[1]}x{ref_ids.shape[0]}; give the mask of this face")
-            ref = pipe.photo(reference, ref_ids)
+            ref = pipe.inputs.photo(reference, ref_ids)
         if application == "reconstruct":
             r = pipe.reconstruct(photo, sampling=sampling)
             captions = ["reconstruction"]
@@ -325,11 +325,11 @@ class Editor:
                                  sampling=self._reusing(photo, sampling) if parts else sampling)
             captions = [f"alpha {a:g}" for a in alphas]
         elif application == "noise-based generation":
-            r = pipe.generate(pipe.photo(photo.image, after), n=checks.integer(n, "samples", lo=1, hi=16),
+            r = pipe.generate(pipe.inputs.photo(photo.image, after), n=checks.integer(n, "samples", lo=1, hi=16),
                               sampling=sampling)
             captions = [f"seed {s}" for s in r.info["seeds"]]
         elif application == "mixed":
-            repainted = pipe.photo(photo.image, after)
+            repainted = pipe.inputs.photo(photo.image, after)
             r = pipe.mix(repainted, ref, parts, n=checks.integer(n, "samples", lo=1, hi=16),
                          sampling=self._reusing(repainted, sampling))
             captions = [f"mixed, seed {s}" for s in r.info["seeds"]]
@@ -387,7 +387,7 @@ class Editor:
         if application == "mixed":
             if reference is None:
                 raise ValueError(f"{application}: give a reference face (upload one or pick an example)")
-            ref = pipe.photo(np.asarray(reference)[..., :3], self.mask_ids(reference_mask, "reference mask"))
+            ref = pipe.inputs.photo(np.asarray(reference)[..., :3], self.mask_ids(reference_mask, "reference mask"))
             r = pipe.mix(mask, ref, parts, n=count, sampling=sampling)
         else:
             r = pipe.generate(mask, n=count, sampling=sampling)

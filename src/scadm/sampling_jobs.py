@@ -75,7 +75,7 @@ def run_sampling_job(data: str | Path, out: str | Path, *, mode: str = "reconstr
     bar = tqdm(total=len(todo), desc=f"sample {mode}", disable=not progress)
     def crop(key: str) -> tuple:
         """A dataset face as the model's crop: resized to the model's size (never reframed as a photo)."""
-        return pipe.load_image(layout.image_path(key)), pipe.load_mask(layout.label_path(key))
+        return pipe.inputs.load_image(layout.image_path(key)), pipe.inputs.load_mask(layout.label_path(key))
 
     for lo in range(0, len(todo), batch_size):
         chunk = todo[lo:lo + batch_size]

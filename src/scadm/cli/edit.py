@@ -91,7 +91,7 @@ def _mask_image(pipe, mask_path):
     """The colour image of a generation mask as the model sees it (framed when it is a photo's)."""
     from PIL import Image
 
-    ids, _ = pipe.generation_mask(mask_path)
+    ids, _ = pipe.inputs.generation_mask(mask_path)
     return Image.fromarray(pipe.label_set.colorize(ids[0].cpu().numpy()))
 
 
@@ -113,16 +113,16 @@ class _Face:
             from ..photos import no_parser_error
 
             raise UserError(str(no_parser_error(f"{image_flag} {image}", mask_flag, pipe.model_folder)))
-        if pipe.is_photo(image, mask):
-            self.face = pipe.photo(image, mask, mask_option=mask_flag)
+        if pipe.inputs.is_photo(image, mask):
+            self.face = pipe.inputs.photo(image, mask, mask_option=mask_flag)
             self.shown = Image.fromarray(self.face.crop)
             self.mask_shown = _colour(pipe, self.face.crop_mask)
             if self.face.mask_source != "given":
                 console.print(f"{image_flag} {image}: mask {self.face.mask_source}; face square {self.face.box}")
         else:
             self.face = (image, mask)
-            self.shown = to_pil(pipe.load_image(image))[0]
-            self.mask_shown = _colour(pipe, pipe.load_mask(mask)[0].cpu().numpy())
+            self.shown = to_pil(pipe.inputs.load_image(image))[0]
+            self.mask_shown = _colour(pipe, pipe.inputs.load_mask(mask)[0].cpu().numpy())
 
 
 # --------------------------------------------------------------------------- options
@@ -236,7 +236,7 @@ def swap(
     ins = [target, target_mask, reference, reference_mask]
     _check_out(out, ins)
     pipe = _pipeline(model, device, photo)
-    part_ids = pipe.parts(parts) if parts else None
+    part_ids = pipe.inputs.parts(parts) if parts else None
     t = _Face(pipe, target, target_mask, "--target", "--target-mask")
     ref = _Face(pipe, reference, reference_mask, "--reference", "--reference-mask")
     r = pipe.swap(t.face, ref.face, part_ids, attributes=attributes, sampling=sampling)
@@ -270,7 +270,7 @@ def interpolate(
     pipe = _pipeline(model, device, photo)
     t = _Face(pipe, target, target_mask, "--target", "--target-mask")
     ref = _Face(pipe, reference, reference_mask, "--reference", "--reference-mask")
-    r = pipe.interpolate(t.face, ref.face, pipe.parts(parts) if parts else None,
+    r = pipe.interpolate(t.face, ref.face, pipe.inputs.parts(parts) if parts else None,
                          alphas=alpha_list, attributes=attributes, sampling=sampling)
     write_result(r, out, ins, captions=[f"alpha {a:g}" for a in alpha_list], paste_back=photo.paste_back)
 
@@ -327,7 +327,7 @@ def mix(
     ins = [mask, image, reference, reference_mask]
     _check_out(out, ins)
     pipe = _pipeline(model, device, photo)
-    part_ids = pipe.parts(parts)
+    part_ids = pipe.inputs.parts(parts)
     source, _ = _mask_or_photo(pipe, image, mask, "--image")
     ref = _Face(pipe, reference, reference_mask, "--reference", "--reference-mask")
     r = pipe.mix(source, ref.face, part_ids, n=n, attributes=attributes, sampling=sampling)
@@ -382,7 +382,7 @@ def swap_mask_parts(
         src, a_shown, src_mask = _pair(face.face)[0], face.mask_shown, _pair(face.face)[1]
     else:
         src, a_shown, src_mask = None, _mask_image(pipe, mask), mask
-    r = pipe.swap_mask_parts(src_mask, donor, pipe.parts(parts), image=src, n=n, attributes=attributes,
+    r = pipe.swap_mask_parts(src_mask, donor, pipe.inputs.parts(parts), image=src, n=n, attributes=attributes,
                              sampling=sampling)
     mixed = Image.fromarray(pipe.label_set.colorize(r.info["mixed_mask"]))
     written = write_result(r, out, ins, {"mask A": [a_shown], "donor": [_mask_image(pipe, donor)],

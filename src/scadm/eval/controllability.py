@@ -236,7 +236,7 @@ class SyntheticBenchmark:
             return None
         if self._first_stage_cache is None:
             def run(b: list[int]) -> list[np.ndarray]:
-                x = torch.cat([self.pipe.load_image(self.faces[i].image) for i in b])
+                x = torch.cat([self.pipe.inputs.load_image(self.faces[i].image) for i in b])
                 with torch.no_grad():
                     y = fs.decode(fs.encode(x)).clamp(-1, 1)
                 return list(((y + 1) * 127.5).round().clamp(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy())

@@ -10,7 +10,7 @@ dropout, guidance) are all zeros, which no real attribute vector is.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
