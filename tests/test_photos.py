@@ -456,3 +456,28 @@ def test_cli_generate_and_edit_mask_into_a_photo(run_cli, tiny_model, photo_file
     assert np.array_equal(res[keep], astronaut[keep])
     r = run_cli("edit", "generate", *m, "--out", tmp_path / "none.png")
     assert r.code != 0 and "--mask" in r.err
+
+
+@pytest.mark.parametrize("scale, size, at", [(2, (256, 192), (64, 32)), (2, (256, 192), (10, 60)),
+                                             (3, (320, 256), (60, 40)), (1, (200, 150), (30, 60)),
+                                             (4, (300, 300), (20, 40))])
+def test_framing_converges_on_the_face_at_any_scale_the_parser_sees(scale, size, at):
+    """A synthetic face scaled and placed in a canvas of its background colour: coarse to fine,
+    the parsed square closes in on the face's own square (within 5 % of its side)."""
+    from scadm.data.synthetic import render_face, synthetic_split_ids
+    from scadm.labels import CELEBAMASK_HQ
+    from scadm.photos import Framing, frame_face, load_face_parser, prepare_photo
+    from scadm.pipeline import DEFAULT_MODEL
+
+    parser = load_face_parser(DEFAULT_MODEL / "face_parser", CELEBAMASK_HQ, 64, "cpu", "bundled")
+    face = render_face(synthetic_split_ids("test", 1)[0], size=64)
+    (w, h), (x, y), side = size, at, 64 * scale
+    canvas = np.zeros((h, w, 3), np.uint8) + face.image[0, 0]
+    canvas[y:y + side, x:x + side] = np.asarray(Image.fromarray(face.image).resize((side, side), Image.Resampling.LANCZOS))
+    labels = np.zeros((h, w), np.uint8)
+    labels[y:y + side, x:x + side] = np.asarray(Image.fromarray(face.label).resize((side, side), Image.Resampling.NEAREST))
+    truth = frame_face(labels, CELEBAMASK_HQ, Framing())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a square leaving the canvas, upsampling: not what is tested
+        box = prepare_photo(canvas, None, size=64, parser=parser).box
+    assert max(abs(box.side - truth.side), abs(box.x0 - truth.x0), abs(box.y0 - truth.y0)) <= 0.05 * truth.side
