@@ -226,11 +226,11 @@ def scadm_outputs(folder: Path, x: dict[str, torch.Tensor], raw_folder: Path | N
     """The same quantities from a converted scadm model folder (tests/test_convert.py does the same)."""
     from scadm.diffusion import ClassifierFreeGuidance, NoiseSchedule, sample
     from scadm.diffusion.guidance import released_w_to_s
-    from scadm.models.autoencoder import FirstStage
     from scadm.models.ldm import SemanticLDM
+    from scadm.pipeline import SCADMPipeline
 
-    model = SemanticLDM.from_pretrained(folder)
-    fs = FirstStage.from_pretrained(folder / "autoencoder", model.cfg.latent_scale)
+    pipe = SCADMPipeline.from_pretrained(folder, device="cpu")
+    model, fs = pipe.model, pipe.first_stage
     cond = model.conditions(x["mask"], x["image"])
     null = model.conditioner.null(x["mask"], "zero")
     out = {"tokens": cond.tokens, "tokens_zero_image": model.conditions(x["mask"], torch.zeros_like(x["image"])).tokens,
@@ -265,11 +265,10 @@ def timing(model, folder: Path, x: dict[str, torch.Tensor], repeats: int) -> dic
 
     from scadm.diffusion import ClassifierFreeGuidance
     from scadm.diffusion.guidance import released_w_to_s
-    from scadm.models.autoencoder import FirstStage
-    from scadm.models.ldm import SemanticLDM
+    from scadm.pipeline import SCADMPipeline
 
-    ours = SemanticLDM.from_pretrained(folder)
-    fs = FirstStage.from_pretrained(folder / "autoencoder", ours.cfg.latent_scale)
+    pipe = SCADMPipeline.from_pretrained(folder, device="cpu")
+    ours, fs = pipe.model, pipe.first_stage
     image, mask, z, t = x["image"][:1], x["mask"][:1], x["z_t"][:1], x["t"][1:]
     b, _, h, w = mask.shape
     tokens = model.get_learned_conditioning(image, mask)

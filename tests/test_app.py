@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 gradio = pytest.importorskip("gradio", reason="the web editor is an extra: pip install 'scadm[app]'")
@@ -44,13 +45,28 @@ def test_every_application_runs_from_the_page(editor, application):
 
 
 def test_the_page_calls_the_same_pipeline_as_the_cli(editor):
-    """A partial swap from the page equals the pipeline's (the CLI's function), and keeps the rest of the photo."""
+    """A partial swap from the page equals the pipeline's (the CLI's function): an example face, at the
+    model's size, is a crop (no framing, no warnings); a larger photo is framed; both keep the rest of it."""
+    from scadm.photos import Photo
+    from scadm.pipeline import Face
+
     target, mask, reference, reference_mask = _inputs(editor)
-    r = editor.run("partial swap", target, mask, reference, reference_mask, ["l_eye"], steps=2, seed=5, progress=False)
     pipe = editor.pipe
+    ref_ids = editor.mask_ids(reference_mask, "r")
+    crop = editor.run("partial swap", target, mask, reference, reference_mask, ["l_eye"], steps=2, seed=5,
+                      progress=False)
     ids = editor.mask_ids(mask["background"], "m")
-    direct = pipe.swap(pipe.inputs.photo(target, ids), pipe.inputs.photo(reference, editor.mask_ids(reference_mask, "r")), ["l_eye"],
-                       steps=2, seed=5)
+    direct = pipe.swap(Photo.of_crop(target, ids), Face(reference, ref_ids), ["l_eye"], steps=2, seed=5)
+    assert np.array_equal(np.asarray(crop.images[0][0]), np.asarray(direct.photos[0]))
+    as_crop = pipe.swap(Face(target, ids), Face(reference, ref_ids), ["l_eye"], steps=2, seed=5)
+    assert torch.equal(as_crop.tensors, direct.tensors)  # the same edit as the crop itself, pasted back
+    assert "warning" not in crop.status and "at the model's size" in crop.status
+    # the same face as a 2x photo: framed, and pasted back into it
+    target = np.asarray(Image.fromarray(target).resize((64, 64), Image.Resampling.NEAREST))
+    ids = np.asarray(Image.fromarray(editor.mask_ids(mask["background"], "m")).resize((64, 64), Image.Resampling.NEAREST))
+    shown = editor.editor_value(editor.shown.colorize(ids).astype(np.uint8))
+    r = editor.run("partial swap", target, shown, reference, reference_mask, ["l_eye"], steps=2, seed=5, progress=False)
+    direct = pipe.swap(pipe.inputs.photo(target, ids), Face(reference, ref_ids), ["l_eye"], steps=2, seed=5)
     got = np.asarray(r.images[0][0])
     assert np.array_equal(got, np.asarray(direct.photos[0]))
     from scadm.photos import edit_region
@@ -301,3 +317,41 @@ def test_an_uploaded_mask_of_unknown_colours_is_refused(editor, tmp_path):
     Image.fromarray(np.full((32, 32, 3), (1, 2, 3), np.uint8)).save(path)
     with pytest.raises(ValueError, match=r"\(1, 2, 3\)"):
         editor.uploaded_mask(path)
+
+
+def test_the_readme_gradio_client_script_edits_through_the_page(tmp_path, monkeypatch):
+    """The README's scripted edit, run as written against a page served on this machine."""
+    import re
+    import socket
+    from pathlib import Path
+
+    pytest.importorskip("gradio_client")
+    from scadm.app import serve
+    from scadm.data.synthetic import render_face, synthetic_split_ids
+    from scadm.labels import CELEBAMASK_HQ
+
+    for name, i in (("face", 0), ("ref", 1)):  # the files the script names
+        face = render_face(synthetic_split_ids("test", 2)[i], size=64)
+        Image.fromarray(face.image).save(tmp_path / f"{name}.png")
+        Image.fromarray(CELEBAMASK_HQ.colorize(face.label).astype(np.uint8)).save(tmp_path / f"{name}_mask.png")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    page = serve(None, port=port, block=False, device="cpu", printer=lambda *_: None)
+    try:
+        text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+        code = re.search(r"```python\n(from gradio_client.*?)```", text, flags=re.S).group(1)
+        code = code.replace("http://127.0.0.1:7860/", f"http://127.0.0.1:{port}/")
+        monkeypatch.chdir(tmp_path)
+        scope: dict = {}
+        exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 - the project's own docs
+        # the page opens with example faces and a part chosen: Run works at once, with no argument given
+        opened = scope["client"].predict(api_name="/edit")[-1]
+        assert opened.startswith("partial swap: 1 image(s) of 64x64") and "the example's own (face 1)" in opened
+        assert "warning" not in opened  # the examples are crops at the model's size: nothing framed
+    finally:
+        page.close()
+    assert scope["status"].startswith("partial swap: 1 image(s) of 64x64, dpm++ 9 steps")
+    edited = np.asarray(Image.open(scope["result_file"]))
+    target = np.asarray(Image.open(tmp_path / "face.png"))
+    assert edited.shape == target.shape and not np.array_equal(edited, target)

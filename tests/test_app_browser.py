@@ -136,6 +136,7 @@ def test_partial_swap_of_one_eye_then_a_painted_mask_edit(server, browser):
     _click_label(browser, "reference-example", "face 2")
     _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#reference-image img"), what="the reference image")
     _click_label(browser, "application", "partial swap")
+    _click_label(browser, "parts", "hair")  # the page opens with hair ticked (so Run works at once): untick it
     _click_label(browser, "parts", "l_eye")
     browser.find_element(By.ID, "run").click()
     href, swapped = _result(browser, url)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import atexit
 import collections
 import dataclasses
+import functools
 import hashlib
 import shutil
 import sys
@@ -32,6 +33,7 @@ from PIL import Image
 
 from . import checks
 from .config import SamplingOptions
+from .photos import Photo
 from .diffusion.inversion import INVERTIBLE
 from .diffusion.schedule import SAMPLERS, normalize_sampler
 
@@ -66,6 +68,8 @@ APPLICATIONS = ("reconstruct", "total swap", "partial swap", "interpolation", "n
 NEEDS_REFERENCE = ("total swap", "partial swap", "interpolation", "mixed")
 #: the applications that need parts ticked
 NEEDS_PARTS = ("partial swap", "mixed")
+#: the null condition menu's first entry: the model's own
+MODEL_NULL = "the model's"
 #: faces whose inversion the page keeps for their later edits
 INVERSIONS_KEPT = 8
 
@@ -194,7 +198,8 @@ class Editor:
 
     # -------------------------------------------------------------- masks from the page
     def mask_ids(self, mask: np.ndarray | None, what: str) -> np.ndarray:
-        """A colour mask (H, W, 3|4) in the palette, or an id map (H, W), as class ids; unknown colours are an error."""
+        """A colour mask (H, W, 3|4) in the page's display colours or the official palette (a script's file),
+        or an id map (H, W), as class ids; unknown colours are an error."""
         if mask is None:
             raise ValueError(f"{what}: give a mask (upload one, pick an example face, or upload a photo with a face "
                              "parser running)")
@@ -203,7 +208,13 @@ class Editor:
 
         arr = np.asarray(mask)
         if arr.ndim == 3:  # the page's images are RGB: display colours, or an id map saved as RGB
-            arr = ids_from_rgb(arr[..., :3], self.shown, what)
+            try:
+                arr = ids_from_rgb(arr[..., :3], self.shown, what)
+            except ValueError:
+                official = arr[..., :3].reshape(-1, 3)
+                if not np.isin(_rgb_codes(official), _rgb_codes(np.asarray(self.label_set.colors))).all():
+                    raise
+                arr = self.label_set.from_colors(arr[..., :3])  # a file sent by a script keeps the official colours
         return read_mask(arr, self.label_set, what)
 
     def painted_masks(self, value: dict | None) -> tuple[np.ndarray, np.ndarray]:
@@ -296,9 +307,9 @@ class Editor:
         pipe = self.pipe
         if target is None:  # generation from the mask alone: nothing to paste into
             return self._from_mask_alone(application, after, reference, reference_mask, parts, n, sampling)
-        # the target is a photo (scadm.photos): its face framed and cut out at the model's size, and each
-        # result pasted back into it, so only the edited region of the full-resolution photo changes
-        photo = pipe.inputs.photo(target, before)
+        # a face at the model's size (an example) is a crop; any other is a photo (scadm.photos): its face
+        # framed and cut out, and each result pasted back into it, so only the edited region changes
+        face = self.face(target, before)
         ref = None
         if application in NEEDS_REFERENCE:
             if reference is None:
@@ -308,35 +319,34 @@ class Editor:
             if reference.shape[:2] != ref_ids.shape:
                 raise ValueError(f"reference face is {reference.shape[1]}x{reference.shape[0]} but its mask "
                                  f"{ref_ids.shape[1]}x{ref_ids.shape[0]}; give the mask of this face")
-            ref = pipe.inputs.photo(reference, ref_ids)
+            ref = self.face(reference, ref_ids)
         if application == "reconstruct":
-            r = pipe.reconstruct(photo, sampling=sampling)
+            r = pipe.reconstruct(face, sampling=sampling)
             captions = ["reconstruction"]
         elif application == "total swap":
-            r = pipe.swap(photo, ref, None, sampling=sampling)
+            r = pipe.swap(face, ref, None, sampling=sampling)
             captions = ["total swap"]
         elif application == "partial swap":
-            r = pipe.swap(photo, ref, parts, sampling=self._reusing(photo, sampling))
+            r = pipe.swap(face, ref, parts, sampling=self._reusing(face, sampling))
             captions = [f"swap {', '.join(parts)}"]
         elif application == "interpolation":
             count = checks.integer(frames, "frames", lo=2, hi=16)
             alphas = [round(a, 3) for a in np.linspace(0.0, checks.number(alpha, "alpha", 0, 1), count)]
-            r = pipe.interpolate(photo, ref, parts or None, alphas=alphas,
-                                 sampling=self._reusing(photo, sampling) if parts else sampling)
+            r = pipe.interpolate(face, ref, parts or None, alphas=alphas,
+                                 sampling=self._reusing(face, sampling) if parts else sampling)
             captions = [f"alpha {a:g}" for a in alphas]
         elif application == "noise-based generation":
-            r = pipe.generate(pipe.inputs.photo(photo.image, after), n=checks.integer(n, "samples", lo=1, hi=16),
-                              sampling=sampling)
+            r = pipe.generate(self.face(target, after), n=checks.integer(n, "samples", lo=1, hi=16), sampling=sampling)
             captions = [f"seed {s}" for s in r.info["seeds"]]
         elif application == "mixed":
-            repainted = pipe.inputs.photo(photo.image, after)
+            repainted = self.face(target, after)
             r = pipe.mix(repainted, ref, parts, n=checks.integer(n, "samples", lo=1, hi=16),
                          sampling=self._reusing(repainted, sampling))
             captions = [f"mixed, seed {s}" for s in r.info["seeds"]]
         else:
             if np.array_equal(before, after):
                 raise ValueError("edit with the painted mask: paint on the target mask first")
-            r = pipe.edit_mask(photo, None, after, sampling=self._reusing(photo, sampling))
+            r = pipe.edit_mask(face, None, after, sampling=self._reusing(face, sampling))
             captions = ["with the painted mask"]
         images = r.photos or r.images
         used = after if application in ("edit with the painted mask", "noise-based generation", "mixed") else before
@@ -344,21 +354,28 @@ class Editor:
         masks = f"target mask: {self.mask_source['target']}{painted}"
         if ref is not None:
             masks += f"; reference mask: {self.mask_source['reference']}"
-        return self._result(application, r, images, captions, used, sampling,
-                            f"{masks}; face square {photo.box.side} px")
+        where = "the face at the model's size" if face.source == "crop" else f"face square {face.box.side} px"
+        return self._result(application, r, images, captions, used, sampling, f"{masks}; {where}")
 
-    def _reusing(self, photo: Any, sampling: SamplingOptions) -> SamplingOptions:
+    def face(self, image: np.ndarray, ids: np.ndarray) -> Photo:
+        """A face of the page as a photo: at the model's size (the examples) it is a crop, edited as it is
+        (nothing framed or resampled); any other is framed and its face cut out. Results are pasted back."""
+        if image.shape[:2] == tuple(self.pipe.image_size) and image.shape[0] == image.shape[1]:
+            return Photo.of_crop(image, ids, self.label_set)
+        return self.pipe.inputs.photo(image, ids)
+
+    def _reusing(self, face: Any, sampling: SamplingOptions) -> SamplingOptions:
         """`sampling` with the face's inversion for these settings: made on its first edit, reused after
         (a few faces are kept, the oldest dropped first)."""
         if sampling.inversion in (None, "none"):
             return sampling
         run = sampling.resolve(self.pipe.sampling_defaults)
-        face = hashlib.sha1(np.ascontiguousarray(photo.crop).tobytes() +
-                            np.ascontiguousarray(photo.crop_mask).tobytes()).hexdigest()
-        key = (face, run.inversion, run.sampler, run.steps, run.guidance_scale, run.null_condition, run.clip_x0,
+        digest = hashlib.sha1(np.ascontiguousarray(face.crop).tobytes() +
+                              np.ascontiguousarray(face.crop_mask).tobytes()).hexdigest()
+        key = (digest, run.inversion, run.sampler, run.steps, run.guidance_scale, run.null_condition, run.clip_x0,
                repr(sorted(self.pipe.scheduler_kwargs(run.sampler).items())))
         if key not in self.inversions:
-            self.inversions[key] = self.pipe.invert(photo, sampling=dataclasses.replace(sampling, seed=0))
+            self.inversions[key] = self.pipe.invert(face, sampling=dataclasses.replace(sampling, seed=0))
             while len(self.inversions) > INVERSIONS_KEPT:
                 self.inversions.popitem(last=False)
         self.inversions.move_to_end(key)
@@ -387,7 +404,7 @@ class Editor:
         if application == "mixed":
             if reference is None:
                 raise ValueError(f"{application}: give a reference face (upload one or pick an example)")
-            ref = pipe.inputs.photo(np.asarray(reference)[..., :3], self.mask_ids(reference_mask, "reference mask"))
+            ref = self.face(np.asarray(reference)[..., :3], self.mask_ids(reference_mask, "reference mask"))
             r = pipe.mix(mask, ref, parts, n=count, sampling=sampling)
         else:
             r = pipe.generate(mask, n=count, sampling=sampling)
@@ -407,6 +424,7 @@ def build_page(editor: Editor):
     brush_size = max(1, size[0] // 32)  # in mask pixels: a stroke as wide as a brow
 
     def guarded(fn):
+        @functools.wraps(fn)  # the API names the callback's parameters (application, target, ...)
         def call(*args):
             try:
                 return fn(*args)
@@ -428,6 +446,7 @@ def build_page(editor: Editor):
 
     def shown(fn):
         """Run an upload handler; its warnings (conversions, framing) become toasts on the page."""
+        @functools.wraps(fn)
         def call(*args):
             out, said = with_warnings(fn, *args)
             for text in said:
@@ -467,10 +486,15 @@ def build_page(editor: Editor):
     def run(application, target, target_mask, reference, reference_mask, parts, alpha, frames, n, sampler, steps,
             guidance_scale, null_condition, seed, keep, progress=gr.Progress(track_tqdm=True)):
         r = editor.run(application, target, target_mask, reference, reference_mask, parts, alpha, frames, n,
-                       sampler, steps, guidance_scale, null_condition, seed, keep)
+                       sampler, steps, guidance_scale, None if null_condition == MODEL_NULL else null_condition, seed,
+                       keep)
         shown = [(enlarged(image), caption) for image, caption in r.images]  # downloads keep the true size
         return shown, shown[0][0], r.result_file, r.mask_file, r.status
 
+    names = list(editor.examples)  # the page opens with a target and a reference chosen, so Run works at once
+    first, second = (names[0], names[min(1, len(names) - 1)]) if names else (None, None)
+    target0, mask0 = editor.example(first) if first else (None, None)
+    reference0, reference_mask0 = editor.example(second, "reference") if second else (None, None)
     with gr.Blocks(title="scadm: semantic face editing") as page:
         gr.Markdown(f"## scadm: edit faces part by part (SCA-DM)\nModel: {editor.pipe.cfg.name}, "
                     f"{size[0]}x{size[1]} px, trained on {editor.knows}. Pick or upload a target face and its "
@@ -478,8 +502,8 @@ def build_page(editor: Editor):
         with gr.Row():
             with gr.Column():
                 gr.Markdown("### Target face")
-                target_pick = gr.Radio(list(editor.examples), label="Example target", elem_id="target-example")
-                target = gr.Image(label="Target face", type="numpy", image_mode="RGB", elem_id="target-image",
+                target_pick = gr.Radio(names, value=first, label="Example target", elem_id="target-example")
+                target = gr.Image(target0, label="Target face", type="numpy", image_mode="RGB", elem_id="target-image",
                                   sources=[], interactive=False, format="png")
                 # uploads are files read by the CLI's rules, so a bad or hostile one is refused before decoding
                 target_file = gr.File(label="Upload a target photo (parsed when a face parser runs)",
@@ -490,7 +514,7 @@ def build_page(editor: Editor):
                 gr.Markdown("### Target mask (paint to edit)")
                 brush_class = gr.Dropdown(list(ls.names), value="hair", label="Brush class", elem_id="brush-class")
                 target_mask = gr.ImageEditor(
-                    label="Mask", type="numpy", image_mode="RGB", format="png", layers=False, sources=[],
+                    editor.editor_value(mask0), label="Mask", type="numpy", image_mode="RGB", format="png", layers=False, sources=[],
                     brush=gr.Brush(colors=editor.palette, default_color=editor.palette[ls.names.index("hair")],
                                    color_mode="fixed", default_size=brush_size),
                     eraser=gr.Eraser(), transforms=(), elem_id="target-mask", canvas_size=size,
@@ -498,11 +522,11 @@ def build_page(editor: Editor):
                 gr.HTML(editor.legend_html())
             with gr.Column():
                 gr.Markdown("### Reference face")
-                ref_pick = gr.Radio(list(editor.examples), label="Example reference", elem_id="reference-example")
-                reference = gr.Image(label="Reference face", type="numpy", image_mode="RGB", elem_id="reference-image",
-                                     sources=[], interactive=False, format="png")
-                reference_mask = gr.Image(label="Reference mask", type="numpy", image_mode="RGB", sources=[],
-                                          interactive=False, elem_id="reference-mask", format="png")
+                ref_pick = gr.Radio(names, value=second, label="Example reference", elem_id="reference-example")
+                reference = gr.Image(reference0, label="Reference face", type="numpy", image_mode="RGB",
+                                     elem_id="reference-image", sources=[], interactive=False, format="png")
+                reference_mask = gr.Image(reference_mask0, label="Reference mask", type="numpy", image_mode="RGB",
+                                          sources=[], interactive=False, elem_id="reference-mask", format="png")
                 reference_file = gr.File(label="Upload a reference photo", type="filepath", file_types=["image"],
                                          elem_id="reference-file", height=60)
                 reference_mask_file = gr.File(label="Upload a reference mask", type="filepath", file_types=["image"],
@@ -511,8 +535,8 @@ def build_page(editor: Editor):
             with gr.Column():
                 application = gr.Radio(list(APPLICATIONS), value="partial swap", label="Application",
                                        elem_id="application")
-                parts = gr.CheckboxGroup(editor.part_names, label="Parts (partial swap, interpolation, mixed)",
-                                         elem_id="parts")
+                parts = gr.CheckboxGroup(editor.part_names, value=["hair"] if "hair" in editor.part_names else None,
+                                         label="Parts (partial swap, interpolation, mixed)", elem_id="parts")
                 with gr.Row():
                     alpha = gr.Slider(0, 1, value=1.0, step=0.05, label="Interpolation: up to alpha")
                     frames = gr.Slider(2, 9, value=5, step=1, label="Interpolation: frames")
@@ -524,7 +548,7 @@ def build_page(editor: Editor):
                 guidance_scale = gr.Number(value=cfg.guidance_scale, label="Guidance scale s (paper Eq. 4)")
                 from .conditioning_modes import NULL_CONDITIONS
 
-                null_condition = gr.Dropdown(list(NULL_CONDITIONS), value=None, label="Null condition (empty: the model's)")
+                null_condition = gr.Dropdown([MODEL_NULL, *NULL_CONDITIONS], value=MODEL_NULL, label="Null condition")
                 seed = gr.Number(value=0, precision=0, label="Seed")
                 keep = gr.Checkbox(value=True, label="Keep the rest of the face", elem_id="keep-face",
                                    info="Invert the target and regenerate only the edited parts (edits of a given face)")
@@ -538,16 +562,19 @@ def build_page(editor: Editor):
                 result_file = gr.File(label="Download the result", elem_id="result-file")
                 mask_file = gr.File(label="Download its mask", elem_id="mask-file")
 
-        target_pick.change(guarded(pick), target_pick, [target, target_mask])
-        ref_pick.change(guarded(pick_reference), ref_pick, [reference, reference_mask])
-        target_file.upload(guarded(shown(upload_target)), target_file, [target, target_mask])
-        target_upload.upload(guarded(shown(upload_mask)), target_upload, target_mask)
-        reference_file.upload(guarded(shown(upload_reference)), reference_file, [reference, reference_mask])
-        reference_mask_file.upload(guarded(shown(upload_reference_mask)), reference_mask_file, reference_mask)
-        brush_class.change(guarded(brush_for), brush_class, target_mask)
+        # each event has an API name, for scripts (gradio_client: Client(url).predict(..., api_name="/edit"))
+        target_pick.change(guarded(pick), target_pick, [target, target_mask], api_name="pick_target")
+        ref_pick.change(guarded(pick_reference), ref_pick, [reference, reference_mask], api_name="pick_reference")
+        target_file.upload(guarded(shown(upload_target)), target_file, [target, target_mask], api_name="upload_target")
+        target_upload.upload(guarded(shown(upload_mask)), target_upload, target_mask, api_name="upload_target_mask")
+        reference_file.upload(guarded(shown(upload_reference)), reference_file, [reference, reference_mask],
+                              api_name="upload_reference")
+        reference_mask_file.upload(guarded(shown(upload_reference_mask)), reference_mask_file, reference_mask,
+                                   api_name="upload_reference_mask")
+        brush_class.change(guarded(brush_for), brush_class, target_mask, api_name="brush")
         go.click(guarded(run), [application, target, target_mask, reference, reference_mask, parts, alpha, frames, n,
                                 sampler, steps, guidance_scale, null_condition, seed, keep],
-                 [gallery, result, result_file, mask_file, status], concurrency_limit=1)
+                 [gallery, result, result_file, mask_file, status], concurrency_limit=1, api_name="edit")
     return page
 
 
@@ -626,3 +653,10 @@ def serve(model: str | Path | None = None, parser: str | Path | None = None, hos
     page.launch(server_name=host, server_port=port, max_file_size=f"{max_upload_mb}mb", prevent_thread_lock=not block,
                 show_error=True, quiet=True, inbrowser=False)
     return page
+
+
+def _rgb_codes(rgb: np.ndarray) -> np.ndarray:
+    """One integer per RGB triple (for set membership)."""
+    rgb = np.asarray(rgb, dtype=np.int64).reshape(-1, 3)
+    return (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]
+

@@ -582,6 +582,15 @@ class Photo:
     def size(self) -> int:
         return int(self.crop.shape[0])
 
+    @classmethod
+    def of_crop(cls, image: np.ndarray, mask: np.ndarray, label_set: LabelSet = CELEBAMASK_HQ) -> "Photo":
+        """A face already cut at the model's (square) size, as a photo whose face square is all of it: nothing
+        is framed or resampled, and an edit pasted back keeps every pixel it did not change."""
+        h, w = mask.shape
+        if image.shape[:2] != (h, w) or h != w:
+            raise ValueError(f"a crop is a square image with its mask, got {image.shape[1]}x{image.shape[0]} and {w}x{h}")
+        return cls(image, mask, Box(0, 0, h), image, mask, label_set, "given", None, "crop")
+
     def with_mask(self, mask: np.ndarray) -> np.ndarray:
         """Another mask of this photo (an edited one, same size) cut to the face's square at the model's size."""
         m = read_mask(mask, self.label_set, "mask")

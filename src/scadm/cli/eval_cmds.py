@@ -179,11 +179,11 @@ def timing(
 def _scorer(model, data, split, n, parser, inception, lpips_vgg, lpips_lin, device):
     from ..eval.protocols import Scorer
     from ..weights import MissingWeightsError
-    from ..models.ldm import SemanticLDM
+    from ..models.ldm import read_model_config
     from ..pipeline import default_model_folder
 
     folder = Path(model) if model else default_model_folder()
-    cfg = SemanticLDM.from_pretrained(folder).cfg
+    cfg = read_model_config(folder)
     parser_path = parser or default_parser(folder)
     parser_net = None
     if parser_path:

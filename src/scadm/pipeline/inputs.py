@@ -82,7 +82,9 @@ class FaceInputs:
         return _cat([self.face(f) for f in faces])
 
     def batch(self, images: Any, masks: Any) -> Faces:
-        """Single inputs or equal-length sequences of images and masks, as a batch."""
+        """Single inputs or equal-length sequences of images and masks (or faces), as a batch."""
+        if isinstance(images, (Face, Photo)) and masks is None:
+            return self.face(images)
         if isinstance(images, (list, tuple)) and not isinstance(images, Face):
             if masks is None:
                 masks = [None] * len(images)
@@ -92,7 +94,9 @@ class FaceInputs:
         return self.image_and_mask(images, masks)
 
     def image_and_mask(self, image: Any, mask: Any) -> Faces:
-        """An image and its mask at the model's size, and the Photo they come from."""
+        """An image and its mask (or a Face) at the model's size, and the Photo they come from."""
+        if isinstance(image, Face) and mask is None:
+            image, mask = image.image, image.mask
         if not self.is_photo(image, mask):
             return self.load_image(image), self.load_mask(mask), [None]
         photo = image if isinstance(image, Photo) else self.photo(image, mask)
