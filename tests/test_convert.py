@@ -54,10 +54,13 @@ def relative(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def ours(folder: Path, x: dict, w: float, steps: int) -> dict[str, torch.Tensor]:
+def ours(folder_or_pipe: Path | object, x: dict, w: float, steps: int) -> dict[str, torch.Tensor]:
     """What the released scripts compute, with scadm: tokens, eps (condition and the 'zero' null), guided DDIM."""
-    model = SemanticLDM.from_pretrained(folder)
-    fs = FirstStage.from_pretrained(folder / "autoencoder", model.cfg.latent_scale)
+    from scadm.pipeline import SCADMPipeline
+
+    pipe = folder_or_pipe if isinstance(folder_or_pipe, SCADMPipeline) else \
+        SCADMPipeline.from_pretrained(folder_or_pipe, device="cpu")
+    model, fs = pipe.model, pipe.first_stage
     cond = model.conditions(x["mask"], x["image"])
     null = model.conditioner.null(x["mask"], "zero")
     latent = tuple(x["x_T"].shape[-2:])
@@ -93,6 +96,28 @@ def test_converted_fixture_computes_what_the_released_code_computed(converted, i
     # the figures mean something: raw and EMA differ, and the released null is not the encoder's empty style
     assert relative(released["eps_cond_raw"], released["eps_cond"]) > 1e-3
     assert relative(released["tokens_zero_image"], torch.zeros_like(released["tokens"]) + 1e-9) > 0.1
+
+
+def test_from_single_file_computes_what_the_released_code_computed(converted, io):
+    """SCADMPipeline.from_single_file reads the checkpoint as `scadm convert` does, without a folder: the same
+    outputs within the parity tolerances, the same report, and save_pretrained writes what convert writes."""
+    import json
+
+    from scadm.pipeline import SCADMPipeline
+
+    x, released, _ = io
+    pipe = SCADMPipeline.from_single_file(CKPT, config=CONFIG, device="cpu")
+    got = ours(pipe, x, w=2.2, steps=5)
+    for name, tol in TOLERANCE.items():
+        if name in got:
+            assert relative(got[name], released[name]) <= tol, (name, relative(got[name], released[name]))
+    report = json.loads((converted / "ema" / "convert-report.json").read_text())
+    assert pipe.conversion.written == report["written"] and pipe.conversion.dropped == report["dropped"]
+    folder = SCADMPipeline.from_pretrained(converted / "ema", device="cpu")
+    assert pipe.cfg == folder.cfg
+    assert all(torch.equal(a, b) for a, b in zip(pipe.unet.state_dict().values(), folder.unet.state_dict().values()))
+    with pytest.raises(FileNotFoundError, match="no such checkpoint file"):
+        SCADMPipeline.from_single_file(FIXTURE / "missing.ckpt", config=CONFIG)
 
 
 def test_the_per_class_join_is_another_function(converted, io, tmp_path):
@@ -163,8 +188,10 @@ def test_convert_report_names_every_dropped_key(converted):
     report = json.loads((converted / "ema" / "convert-report.json").read_text())
     dropped = {k for keys in report["dropped"].values() for k in keys}
     sd = read_checkpoint(CKPT)
-    written = load_file(str(converted / "ema" / "model.safetensors"))
+    written = [k for part in ("unet", "condition_encoder")
+               for k in load_file(str(converted / "ema" / part / "diffusion_pytorch_model.safetensors"))]
     first_stage = [k for k in sd if k.startswith("first_stage_model.")]
+    assert len(written) == report["written"]
     assert len(written) + len(dropped) + len(first_stage) == len(sd)
     assert "model.diffusion_model.label_emb.weight" in dropped and "betas" in dropped
     assert "model.diffusion_model.out.2.weight" in dropped  # the raw copy, since EMA was chosen
@@ -199,7 +226,8 @@ def test_convert_vq_f4_loads_strictly_and_decodes_as_released(io, run_cli, tmp_p
         r = run_cli("convert", "sca-dm", CKPT, tmp_path / name, "--config", CONFIG, "--first-stage", source)
         assert r.code == 0, r.err
         assert "the checkpoint's own first stage" in r.out
-        assert FirstStage.from_pretrained(tmp_path / name / "autoencoder").is_vq
+        assert FirstStage.from_pretrained(tmp_path / name / "vae").is_vq
+        assert (tmp_path / name / "model_index.json").is_file()
 
 
 # ---------------------------------------------------------------------------

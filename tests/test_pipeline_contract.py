@@ -332,3 +332,23 @@ def test_the_offsets_pass_in_one_batch_equals_step_by_step(pipe):
     many = invert(fn, z0, cond, pipe.schedule, sampler="ddim", steps=4, exact=True, batch_offsets=4)
     assert one.evaluations == many.evaluations == 8
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(one.offsets, many.offsets))
+
+
+@pytest.mark.parametrize("mode", [pytest.param(m, id=m.name) for m in MODES.values()])
+def test_call_conventions_hold_for_every_mode(mode):
+    """For every conditioning mode: a batch equals single calls, the tuple equals the dict, and the output
+    types agree (on noise-based generation, the application every mode has)."""
+    model = random_model(config_for(mode))
+    pipe = SCADMPipeline.from_networks(model, _first_stage(), device="cpu")
+    needs_mask = mode.has_tokens or bool(model.cfg.unet.spade_parts)
+    mask = torch.from_numpy(_face()[1]).long()[None] if needs_mask else None
+    attrs = {"Smiling": 1} if mode.takes_attributes else None
+
+    def gen(**kw):
+        return pipe.generate(mask, attributes=attrs, num_inference_steps=2, **kw)
+
+    both = gen(n=2, seed=4, output_type="pt").images
+    one, two = gen(n=1, seed=4, output_type="pt").images, gen(n=1, seed=5, output_type="pt").images
+    assert torch.allclose(both, torch.cat([one, two]), atol=1e-5)
+    assert np.array_equal(gen(n=1, seed=4, output_type="np").images, one.permute(0, 2, 3, 1).numpy())
+    assert torch.equal(gen(n=1, seed=4, output_type="pt", return_dict=False)[0], one)

@@ -3,7 +3,8 @@
 Two sources (docs/authors-model.md says where they come from and what the result computes):
 
 - **the SCA-DM authors' checkpoint** (PyTorch Lightning, CompVis layout: ``last.ckpt`` or
-  ``epoch=000235.ckpt``) -> a model folder every ``--model`` accepts (:func:`convert_scadm`).
+  ``epoch=000235.ckpt``) -> a model folder every ``--model`` accepts (:func:`convert_scadm`), or the
+  networks themselves (:func:`scadm_networks`, what ``SCADMPipeline.from_single_file`` loads).
   ``model.diffusion_model.*`` (raw) or the dot-free ``model_ema.diffusion_model*`` (EMA) become
   the UNet, ``cond_stage_model.*`` the style encoder, ``first_stage_model.*`` the first stage.
 - **LDM's VQ-f4** first stage (``models/first_stage_models/vq-f4/model.ckpt``, taming layout)
@@ -39,9 +40,10 @@ from torch import Tensor
 from .conditioning_modes import MODES, get_mode
 from .config import AutoencoderConfig, ModelConfig, SamplingConfig, load_recipe, to_dict
 from .tempfiles import remove_stale, temp_path
+from .weights import write_safetensors  # noqa: F401 - written here, and by scadm.pipeline
 
 __all__ = [
-    "RELEASED_FID_SAMPLING", "ConversionReport", "read_checkpoint", "convert_scadm", "convert_vq",
+    "RELEASED_FID_SAMPLING", "ConversionReport", "read_checkpoint", "convert_scadm", "scadm_networks", "convert_vq",
     "released_style_key", "taming_to_diffusers_key",
 ]
 
@@ -429,38 +431,6 @@ def map_scadm_checkpoint(path: Path, sd: dict[str, Tensor], cfg: ModelConfig, we
 # ---------------------------------------------------------------------------
 # Writing
 # ---------------------------------------------------------------------------
-_SAFETENSORS_DTYPES = {
-    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.int64: "I64",
-    torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8", torch.bool: "BOOL",
-}
-
-
-def write_safetensors(path: str | Path, tensors: dict[str, Tensor], metadata: dict[str, str] | None = None) -> None:
-    """A safetensors file written one tensor at a time, so memory-mapped inputs are never all in memory.
-
-    (safetensors' own ``save_file`` first copies every tensor into one buffer: 2 GB for paper-256.)
-    """
-    names = sorted(tensors)
-    header: dict[str, Any] = {"__metadata__": dict(metadata or {})}
-    offset = 0
-    for name in names:
-        t = tensors[name]
-        if t.dtype not in _SAFETENSORS_DTYPES:
-            raise ValueError(f"{name}: dtype {t.dtype} cannot be written to safetensors")
-        size = t.numel() * t.element_size()
-        header[name] = {"dtype": _SAFETENSORS_DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + size]}
-        offset += size
-    raw = json.dumps(header, separators=(",", ":")).encode()
-    raw += b" " * (-len(raw) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(raw)))
-        f.write(raw)
-        for name in names:
-            flat = tensors[name].detach().cpu().contiguous().reshape(-1)
-            if flat.numel():
-                f.write(flat.view(torch.uint8).numpy().data)
-
-
 class _OutputFolder:
     """A new output folder: checked first, written as a hidden temporary sibling, renamed into place."""
 
@@ -487,12 +457,32 @@ class _OutputFolder:
         self.tmp.replace(self.out)
 
 
-def _save_first_stage(taken: dict[str, Tensor], cfg: AutoencoderConfig, folder: Path) -> None:
+def _first_stage_of(taken: dict[str, Tensor], cfg: AutoencoderConfig, latent_scale: float = 1.0) -> Any:
+    """The diffusers autoencoder (a FirstStage, float32) of `taken`."""
     from .models.autoencoder import FirstStage, build_autoencoder
 
     model = build_autoencoder(cfg)
     model.load_state_dict(taken, strict=True)  # every key and shape was checked by _map_first_stage
-    FirstStage(model.eval()).save_pretrained(folder)
+    return FirstStage(model.eval(), latent_scale)
+
+
+def _save_first_stage(taken: dict[str, Tensor], cfg: AutoencoderConfig, folder: Path) -> None:
+    _first_stage_of(taken, cfg).save_pretrained(folder)
+
+
+def _model_of(cfg: ModelConfig, taken: dict[str, Tensor]) -> Any:
+    """The SemanticLDM holding `taken`, the memory-mapped tensors themselves: its parameters are built
+    empty and assigned, so the model is never in memory twice."""
+    from accelerate import init_empty_weights
+
+    from .models.ldm import SemanticLDM
+
+    with init_empty_weights(include_buffers=False):
+        model = SemanticLDM(cfg)
+    # float32 as stored is assigned as it is (memory-mapped); another float dtype is cast, tensor by tensor
+    taken = {k: v.float() if v.is_floating_point() and v.dtype != torch.float32 else v for k, v in taken.items()}
+    model.load_state_dict(taken, strict=True, assign=True)  # every key and shape was checked by the mapping
+    return model.eval()
 
 
 def _first_stage_folder(path: Path, cfg: AutoencoderConfig) -> Path:
@@ -511,7 +501,26 @@ def _first_stage_folder(path: Path, cfg: AutoencoderConfig) -> Path:
 # ---------------------------------------------------------------------------
 def convert_scadm(ckpt: str | Path, out: str | Path, weights: str = "ema", first_stage: str | Path | None = None,
                   config: str | Path = "paper-256") -> ConversionReport:
-    """The SCA-DM authors' Lightning checkpoint -> a scadm model folder (config.json, model.safetensors, autoencoder/).
+    """The SCA-DM authors' Lightning checkpoint -> a scadm model folder, a diffusers pipeline folder
+    (``model_index.json``, ``unet/``, ``condition_encoder/``, ``vae/``, ``scheduler/``) with
+    ``convert-report.json``; the arguments are :func:`scadm_networks`'s. The folder is written
+    as a temporary sibling and renamed into place: nothing is left by a failure."""
+    from .pipeline import export_model
+
+    target = _OutputFolder(out)  # checked before anything is read
+    model, fs, report = scadm_networks(ckpt, weights, first_stage, config)
+    report.out = str(target.out)
+    with target as tmp:
+        export_model(model, fs, tmp)
+        (tmp / "convert-report.json").write_text(json.dumps({**report.to_json(), "weights": weights}, indent=2) + "\n")
+    return report
+
+
+def scadm_networks(ckpt: str | Path, weights: str = "ema", first_stage: str | Path | None = None,
+                   config: str | Path = "paper-256") -> tuple[Any, Any, ConversionReport]:
+    """The networks of the SCA-DM authors' Lightning checkpoint: (SemanticLDM, FirstStage, report),
+    holding the checkpoint's memory-mapped tensors (:func:`read_checkpoint`), every key and shape
+    checked against the architecture (one-line errors that name the file and the key).
 
     weights: "ema" (the UNet's EMA copy, what the FID script samples with under ``ema_scope``) or
     "raw" (the trained weights, what the gradio demo loads). The style encoder has one copy (no EMA).
@@ -519,13 +528,14 @@ def convert_scadm(ckpt: str | Path, out: str | Path, weights: str = "ema", first
     or a diffusers autoencoder folder. config: the architecture (a preset name or a YAML file);
     its sampling defaults are replaced by the FID script's (:data:`RELEASED_FID_SAMPLING`).
     """
+    from .models.autoencoder import FirstStage
+
     ckpt = Path(ckpt)
     recipe = load_recipe(config)
     arch = Path(str(config)).stem if str(config).endswith((".yaml", ".yml", ".json")) else str(config)
     cfg = replace(recipe.model, sampling=replace(RELEASED_FID_SAMPLING),
                   domain=recipe.model.domain or "CelebA-HQ face photos (the SCA-DM authors' training set)")
-    target = _OutputFolder(out)
-    report = ConversionReport(str(ckpt), str(target.out))
+    report = ConversionReport(str(ckpt), "")
     sd = read_checkpoint(ckpt, "the SCA-DM authors' PyTorch Lightning .ckpt file")
     taken = map_scadm_checkpoint(ckpt, sd, cfg, weights, report, arch)
     _check_schedule(ckpt, sd, cfg, arch, report)
@@ -534,40 +544,28 @@ def convert_scadm(ckpt: str | Path, out: str | Path, weights: str = "ema", first
         report.notes.append(f"latent_scale set to the stored scale_factor {cfg.latent_scale:.6g}")
     stored_first = [k for k in sd if k.startswith(_FIRST)]
 
-    fs_tensors: dict[str, Tensor] | None = None
-    fs_folder: Path | None = None
     if first_stage is None:
         if not stored_first:
             raise ValueError(f"{ckpt}: no first_stage_model.* weights stored; give --first-stage (LDM's vq-f4 "
                              "model.ckpt or a diffusers vqvae folder)")
-        fs_tensors = _map_first_stage(ckpt, sd, recipe.autoencoder, report, _FIRST)
+        fs = _first_stage_of(_map_first_stage(ckpt, sd, recipe.autoencoder, report, _FIRST), recipe.autoencoder)
         source = f"first_stage_model.* of {ckpt.name}"
     else:
         fp = Path(first_stage)
         if fp.is_dir():
-            fs_folder = _first_stage_folder(fp, recipe.autoencoder)
+            fs = FirstStage.from_pretrained(_first_stage_folder(fp, recipe.autoencoder))
         else:
-            fs_tensors = _map_vq_file(fp, recipe.autoencoder, report)
+            fs = _first_stage_of(_map_vq_file(fp, recipe.autoencoder, report), recipe.autoencoder)
         report.drop(f"the checkpoint's own first stage (replaced by --first-stage {fp.name})", stored_first)
         source = str(fp)
     cfg = replace(cfg, autoencoder=f"converted from {source}").validate()
+    fs.latent_scale = cfg.latent_scale
 
     report.notes.insert(0, f"UNet: {'EMA' if weights == 'ema' else 'raw'} weights; style encoder: cond_stage_model.* "
                            f"(skip join: {cfg.conditioning.style_encoder.skip_join}); sampling defaults: the FID script's "
                            f"(DDIM {cfg.sampling.steps} steps, eta 0, s = 0 i.e. w = 1, null 'zero')")
-    with target as tmp:
-        write_safetensors(tmp / "model.safetensors", taken, {"format": "pt", "scadm_schema": str(cfg.schema_version),
-                                                            "source": ckpt.name, "weights": weights})
-        (tmp / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
-        if fs_folder is not None:
-            from .models.autoencoder import FirstStage
-
-            FirstStage.from_pretrained(fs_folder).save_pretrained(tmp / "autoencoder")
-        else:
-            _save_first_stage(fs_tensors, recipe.autoencoder, tmp / "autoencoder")
-        report.written = len(taken)
-        (tmp / "convert-report.json").write_text(json.dumps({**report.to_json(), "weights": weights}, indent=2) + "\n")
-    return report
+    report.written = len(taken)
+    return _model_of(cfg, taken), fs, report
 
 
 def _map_vq_file(path: Path, cfg: AutoencoderConfig, report: ConversionReport) -> dict[str, Tensor]:

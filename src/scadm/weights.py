@@ -8,11 +8,14 @@ the files they download elsewhere.
 
 from __future__ import annotations
 
+import json
 import os
+import struct
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 import torch
+from torch import Tensor
 
 __all__ = ["MissingWeightsError", "torch_home", "search_dirs", "find_weights", "load_state_dict", "load_strict", "ENV_VAR"]
 
@@ -123,3 +126,35 @@ def load_strict(module: torch.nn.Module, state: Mapping[str, torch.Tensor], sour
             parts.append(f"{len(shapes)} shape mismatches (e.g. {'; '.join(shapes[:2])})")
         raise ValueError(f"{source}: does not match the expected layout: {', '.join(parts)}")
     module.load_state_dict(state, strict=True)
+
+
+_SAFETENSORS_DTYPES = {
+    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.int64: "I64",
+    torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8", torch.bool: "BOOL",
+}
+
+
+def write_safetensors(path: str | Path, tensors: dict[str, Tensor], metadata: dict[str, str] | None = None) -> None:
+    """A safetensors file written one tensor at a time, so memory-mapped inputs are never all in memory.
+
+    (safetensors' own ``save_file`` first copies every tensor into one buffer: 2 GB for paper-256.)
+    """
+    names = sorted(tensors)
+    header: dict[str, Any] = {"__metadata__": dict(metadata or {})}
+    offset = 0
+    for name in names:
+        t = tensors[name]
+        if t.dtype not in _SAFETENSORS_DTYPES:
+            raise ValueError(f"{name}: dtype {t.dtype} cannot be written to safetensors")
+        size = t.numel() * t.element_size()
+        header[name] = {"dtype": _SAFETENSORS_DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(raw)))
+        f.write(raw)
+        for name in names:
+            flat = tensors[name].detach().cpu().contiguous().reshape(-1)
+            if flat.numel():
+                f.write(flat.view(torch.uint8).numpy().data)

@@ -158,6 +158,27 @@ class SCADMPipeline(DiffusionPipeline):
         return pipe
 
     @classmethod
+    def from_single_file(cls, checkpoint: str | Path, weights: str = "ema", first_stage: str | Path | None = None,
+                         config: str | Path = "paper-256", device: str | torch.device | None = None,
+                         torch_dtype: torch.dtype | None = None, parser: Any = None) -> "SCADMPipeline":
+        """The SCA-DM authors' Lightning checkpoint (``epoch=000235.ckpt``) as a pipeline, read as
+        ``scadm convert sca-dm`` reads it (memory-mapped, every key and shape checked, the same
+        one-line errors) without writing a folder; ``pipe.conversion`` is the report (what was
+        taken and dropped). diffusers' ``FromSingleFileMixin`` cannot load this UNet, so this is the
+        project's own loader under the conventional name. `weights`, `first_stage` and `config` are
+        :func:`scadm.convert.scadm_networks`'s; ``save_pretrained`` writes what ``scadm convert`` does.
+        """
+        from ..convert import scadm_networks
+
+        checks.input_file(checkpoint, "checkpoint", "checkpoint file")
+        model, first, report = scadm_networks(checkpoint, weights, first_stage, config)
+        pipe = cls.from_networks(model, first, device=device)
+        if torch_dtype is not None:
+            pipe.to(dtype=torch_dtype)
+        pipe.parser_spec, pipe.conversion = parser, report
+        return pipe
+
+    @classmethod
     def _from_legacy(cls, folder: Path) -> "SCADMPipeline":
         from ..models.face_parser import BiSeNetParser, load_parser
 
@@ -202,20 +223,26 @@ class SCADMPipeline(DiffusionPipeline):
         return self.schedule.overrides(self.scheduler) if sampler == sampler_of(self.scheduler) else {}
 
     def save_pretrained(self, save_directory: str | Path, **kwargs: Any) -> None:
-        """Write the pipeline as diffusers does (``model_index.json``, one folder per component),
-        without the local path diffusers records in each component's config. The model's default
-        sampler written is the ``scheduler``'s."""
-        from safetensors.torch import save_file
+        """Write the pipeline in diffusers' layout: ``model_index.json``, and one folder per component
+        (``config.json`` + ``diffusion_pytorch_model.safetensors``; ``scheduler/``). Tensors are
+        written one at a time (a memory-mapped checkpoint is never copied whole), and the configs
+        carry no local path. The model's default sampler written is the ``scheduler``'s."""
+        from ..weights import write_safetensors
 
+        folder = Path(save_directory)
+        folder.mkdir(parents=True, exist_ok=True)
         self.register_to_config(sampling=to_dict(self.sampling_defaults))
-        super().save_pretrained(str(save_directory), safe_serialization=True, **kwargs)
-        for cfg_path in Path(save_directory).glob("*/config.json"):
-            cfg = json.loads(cfg_path.read_text())
-            if cfg.pop("_name_or_path", None) is not None:
-                cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
-            weights = cfg_path.parent / "diffusion_pytorch_model.safetensors"
-            if not weights.exists():  # a network without weights (the encoder of a mode that encodes nothing):
-                save_file({}, str(weights))  # diffusers writes no file but loads one
+        for name in ("unet", "condition_encoder", "vae", "face_parser"):
+            module = getattr(self, name)
+            if module is None:
+                continue
+            module.save_config(folder / name)
+            _without_local_path(folder / name / "config.json")
+            write_safetensors(folder / name / "diffusion_pytorch_model.safetensors", module.state_dict(),
+                              {"format": "pt"})
+        self.scheduler.save_pretrained(folder / "scheduler")
+        self.save_config(folder)
+        _without_local_path(folder / PIPELINE_INDEX)
 
     # ------------------------------------------------------------------ photos
     @property
@@ -630,3 +657,11 @@ def _parser_path(path: str | Path, name: str) -> Path:
     if not p.exists():
         raise FileNotFoundError(f"{name} {p}: no such parser file; {_parser_hint()}")
     return checks.input_dir(p, name, "parser folder") if p.is_dir() else checks.input_file(p, name, "parser file")
+
+
+def _without_local_path(config: Path) -> None:
+    """A saved config without the folder diffusers records a model was loaded from."""
+    cfg = json.loads(config.read_text())
+    if cfg.pop("_name_or_path", None) is not None:
+        config.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+
