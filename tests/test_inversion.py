@@ -447,3 +447,34 @@ def test_the_page_inverts_a_face_once_for_its_edits(tiny_model, monkeypatch):
 
     assert np.array_equal(np.asarray(Image.open(again.result_file)), np.asarray(Image.open(second.result_file)))
     assert "(reused)" not in first.status
+
+
+def test_virtual_inversion_gives_the_face_back_exactly_without_an_inversion_pass(pipe, tiny_faces):
+    """InfEdit's virtual inversion: under the face's own conditions the edit branch is the face itself (to float
+    rounding), with one doubled batch per step and no pass before it; blended, it keeps the rest exactly."""
+    (i0, m0, _), (i1, m1, _) = tiny_faces[:2]
+    x = pipe.inputs.load_image(i0)
+    z0 = pipe.first_stage.encode(x)
+    latent = pipe.reconstruct(i0, m0, steps=4, inversion="virtual", blend=False, output_type="latent")
+    assert float((latent.images - z0).norm() / z0.norm()) < 1e-5
+    assert latent.info["unet_evaluations"] == 4 * 4  # 4 steps x (source + edit) x guidance (conditional + null)
+    swap = pipe.swap((i0, m0), (i1, m1), ["hair"], steps=4, inversion="virtual", output_type="latent")
+    hair = pipe.inputs.load_mask(m0) == pipe.label_set.index("hair")
+    region = blend_region(hair, 1, pipe.cfg.latent_size).bool().expand_as(swap.images)
+    assert torch.equal(swap.images[~region], z0.expand_as(swap.images)[~region])
+    assert not torch.allclose(swap.images[region], z0.expand_as(swap.images)[region])
+    with pytest.raises(ValueError, match="sampler 'dpm\\+\\+' with inversion 'virtual'"):
+        pipe.swap((i0, m0), (i1, m1), ["hair"], steps=4, inversion="virtual", sampler="dpm++")
+
+
+def test_each_call_counts_its_unet_evaluations_per_image(pipe, tiny_faces):
+    (i0, m0, _), (i1, m1, _) = tiny_faces[:2]
+    kw = dict(steps=3, sampler="ddim")
+    assert pipe.swap((i0, m0), (i1, m1), ["hair"], inversion="none", **kw).info["unet_evaluations"] == 3 * 2
+    # exact DDIM: inversion (3), offsets (3), edit (3), each guided
+    assert pipe.swap((i0, m0), (i1, m1), ["hair"], inversion="exact", **kw).info["unet_evaluations"] == 9 * 2
+    inverted = pipe.invert((i0, m0), **kw)
+    first = pipe.swap((i0, m0), (i1, m1), ["hair"], inversion=inverted)
+    later = pipe.swap((i0, m0), (i1, m1), ["skin"], inversion=inverted)
+    assert first.info["unet_evaluations"] == later.info["unet_evaluations"] == 3 * 2  # the inversion was made before
+    assert pipe.reconstruct(i0, m0, **kw).info["unet_evaluations"] == 0  # blended, nothing edited: the first stage

@@ -145,7 +145,8 @@ DeviceOpt = typer.Option(None, "--device", help="cpu, cuda, cuda:N or mps (defau
                          callback=checked(checks.device))
 StepsOpt = Integer(None, "--steps", help="Sampling steps (default: the model's).", lo=1, hi=10_000)
 InversionOpt = Choice(None, "--inversion", help="Edits of a given face: exact (the solver's inversion plus per-step "
-                      "offsets: the target's own conditions give back its latent), ddim (plain DDIM inversion) or none "
+                      "offsets: the target's own conditions give back its latent), virtual (no inversion pass: the edit "
+                      "beside the target's noised latent, also exact; DDIM's grid), ddim (plain DDIM inversion) or none "
                       "(sample from noise, as the released code). Default: the model's (exact).", options=INVERSIONS)
 BlendOpt = typer.Option(None, "--blend/--no-blend", help="Keep the rest of the face: outside the edited parts the "
                         "latent follows the inverted one (needs inversion). Default: the model's (on when inverting).",

@@ -4,7 +4,7 @@ The network is separate from the maths: a model function is
 ``model_fn(x_t: Tensor[B, ...], t: LongTensor[B], cond) -> eps`` and ``cond`` is opaque.
 """
 
-from .inversion import INVERSIONS, Inversion, invert, regeneration_kwargs
+from .inversion import INVERSIONS, Inversion, invert, regeneration_kwargs, sample_virtual
 from .guidance import ClassifierFreeGuidance, released_w_to_s, s_to_released_w
 from .objective import apply_dropout, diffusion_loss, dropout_keep, region_weights
 from .sampling import build_scheduler, sample, timesteps_for
@@ -22,6 +22,7 @@ __all__ = [
     "apply_dropout",
     "sample",
     "invert",
+    "sample_virtual",
     "Inversion",
     "INVERSIONS",
     "regeneration_kwargs",

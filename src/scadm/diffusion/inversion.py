@@ -1,6 +1,6 @@
 """Inversion: from a clean latent z_0 to the x_T (and per-step record) that the sampler maps back to z_0.
 
-Three strategies, named by :data:`INVERSIONS`:
+Four strategies, named by :data:`INVERSIONS`:
 
 none   no inversion: an edit samples from noise (the released code's behaviour).
 ddim   the classic baseline: the probability-flow ODE run backwards with diffusers'
@@ -18,6 +18,14 @@ exact  the inversion of the run's own solver (ddim as above, or dpm++:
        conditions and guidance it returns the inverted trajectory, and z_0, to float rounding,
        at any step count and any guidance scale; under edited conditions the same offsets keep
        it close to the source where the conditions did not change.
+
+virtual InfEdit's virtual inversion (S. Xu et al., "Inversion-Free Image Editing with Natural
+       Language", CVPR 2024): no inversion pass. A source branch is the target's latent noised
+       with one fixed noise, known at every level; the edit runs beside it in the same batch,
+       and its noise estimate is corrected by the source branch's error (the source's estimate
+       minus the noise it was made with), :func:`sample_virtual`. Under the source's own
+       conditions the correction cancels every error, so the face comes back exactly; each step
+       is one doubled batch (source and edit), no pass before it.
 
 ``Inversion.trajectory[i]`` is the inverted latent at the level the forward sampler reaches
 after its step i - 1: trajectory[0] = x_T, trajectory[-1] = z_0. Latent blending
@@ -37,10 +45,10 @@ from ..conditions import repeat_conditions
 from .sampling import NonFiniteSampleError, build_scheduler, scheduler_step
 from .schedule import NoiseSchedule
 
-__all__ = ["INVERSIONS", "INVERTIBLE", "Inversion", "invert", "regeneration_kwargs"]
+__all__ = ["INVERSIONS", "INVERTIBLE", "Inversion", "invert", "regeneration_kwargs", "sample_virtual"]
 
 #: inversion strategies (see the module docstring)
-INVERSIONS = ("none", "ddim", "exact")
+INVERSIONS = ("none", "ddim", "exact", "virtual")
 #: the samplers that can invert (each has a diffusers inverse scheduler); they regenerate deterministically
 INVERTIBLE = ("ddim", "dpm++")
 
@@ -221,3 +229,59 @@ def _offsets(eps_many: Callable[[list[Tensor], list[int]], list[Tensor]], trajec
         landed = scheduler_step(sampler, forward, eps_all[i], t, trajectory[i])
         offsets.append(trajectory[i + 1] - landed)
     return offsets
+
+
+@torch.no_grad()
+def sample_virtual(model_fn: ModelFn, z0: Tensor, cond: Any, schedule: NoiseSchedule, *, steps: int,
+                   region: Tensor | None = None, fresh: Tensor | None = None, generator: Any = None,
+                   progress: bool = False) -> Tensor:
+    """An edit of `z0` (B, C, h, w) by virtual inversion (see the module docstring) on DDIM's grid.
+
+    `model_fn(x, t, cond)` sees a batch of 2B: the source rows (z0 noised) first, then the edit's;
+    `cond` holds the source's conditions, then the edit's. `region` (B, 1, h, w): with blending,
+    where the edit is free (elsewhere it follows the source branch, and ends on z0 itself);
+    `fresh` (B, 1, h, w) or None: where the edit starts from fresh noise instead of the source's.
+    Returns the edit's clean latent (its last x0 estimate).
+    """
+    from .objective import randn
+
+    B, device = z0.shape[0], z0.device
+    timesteps = build_scheduler("ddim", steps, schedule, device=device).timesteps
+    ab_all = schedule._ab_on(device).to(torch.float32)
+    noise = randn(tuple(z0.shape), generator=generator, device=device, dtype=z0.dtype)
+    noised = lambda ab: ab.sqrt() * z0 + (1 - ab).sqrt() * noise  # noqa: E731 - the source branch, known
+    x = noised(ab_all[timesteps[0]])
+    if fresh is not None:
+        x = torch.lerp(x, randn(tuple(z0.shape), generator=generator, device=device, dtype=z0.dtype), fresh)
+    it = enumerate(timesteps)
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(it, desc="virtual inversion", total=len(timesteps))
+    x0 = x
+    for i, t in it:
+        ab = ab_all[t]
+        source = noised(ab)
+        out = model_fn(torch.cat([source, x]), torch.full((2 * B,), int(t), dtype=torch.long, device=device), cond)
+        eps_source, eps_edit = (_eps(o.float(), z, ab, schedule.prediction_type) for o, z in zip(out.split(B), (source, x)))
+        eps = eps_edit - eps_source + noise  # the edit's noise, less the source branch's error
+        x0 = (x - (1 - ab).sqrt() * eps) / ab.sqrt()
+        if i + 1 < len(timesteps):
+            ab_next = ab_all[timesteps[i + 1]]
+            x = ab_next.sqrt() * x0 + (1 - ab_next).sqrt() * eps
+            if region is not None:
+                x = torch.lerp(noised(ab_next), x, region)
+        if not torch.isfinite(x0).all():
+            raise NonFiniteSampleError(f"virtual inversion produced non-finite latents at step {i + 1} of "
+                                       f"{len(timesteps)} (t = {int(t)})")
+    return x0 if region is None else torch.lerp(z0, x0, region)
+
+
+def _eps(out: Tensor, x_t: Tensor, ab: Tensor, prediction_type: str) -> Tensor:
+    """The noise estimate of a model output of `prediction_type` at x_t (level alpha_bar `ab`)."""
+    if prediction_type == "epsilon":
+        return out
+    if prediction_type == "v_prediction":
+        return (1 - ab).sqrt() * x_t + ab.sqrt() * out
+    return (x_t - ab.sqrt() * out) / (1 - ab).sqrt()  # "sample": out is x0
+

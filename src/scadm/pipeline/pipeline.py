@@ -38,9 +38,10 @@ from torch import Tensor
 
 from .. import checks
 from ..conditioning_modes import ConditioningMode
-from ..conditions import Conditions, conditions_batch, repeat_conditions
+from ..conditions import Conditions, cat_conditions, conditions_batch, repeat_conditions
 from ..config import SCHEMA_VERSION, ModelConfig, SamplingConfig, SamplingOptions, from_dict, to_dict
-from ..diffusion import ClassifierFreeGuidance, Inversion, NoiseSchedule, invert, regeneration_kwargs, sample
+from ..diffusion import (ClassifierFreeGuidance, Inversion, NoiseSchedule, invert, regeneration_kwargs, sample,
+                         sample_virtual)
 from ..diffusion.objective import randn
 from ..diffusion.sampling import NonFiniteSampleError
 from ..diffusion.schedule import sampler_of
@@ -346,6 +347,7 @@ class SCADMPipeline(DiffusionPipeline):
         model's noise-based one. `source`: the target face, for ``options.inversion`` / ``blend``.
         """
         o, call = options or SamplingOptions(), current_call()
+        self._unet_rows = 0  # UNet evaluations of this call, in images (a guided step of one image: 2)
         run = o.resolve(self.sampling_defaults, noise_based=noise_based, face=source is not None)
         s, b = self._edit_guidance(run, style_image, attributes), ids.shape[0]
         plan = plan_edit(run, source, b, self.cfg.latent_size)
@@ -361,6 +363,7 @@ class SCADMPipeline(DiffusionPipeline):
             gens = call.generator if seeds is None else [torch.Generator(self._execution_device).manual_seed(int(x))
                                                           for x in seeds]
             z = self._denoise(cond, o, run, s, plan, source, b, gens, call, info)
+        info["unet_evaluations"] = self._unet_rows / b  # per image, an inversion made for this call included
         masks = [m.cpu().numpy().astype(np.uint8) for m in ids]
         if call.output_type == "latent":
             return EditResult(z.float(), None, masks, info)
@@ -369,7 +372,10 @@ class SCADMPipeline(DiffusionPipeline):
 
     def _denoise(self, cond: Conditions, o: SamplingOptions, run: Any, s: float, plan: EditPlan,
                  source: Source | None, b: int, gens: Any, call: CallOptions, info: dict) -> Tensor:
-        """The plan's sampling: from noise, or from the inverted target (blended, with offsets)."""
+        """The plan's sampling: from noise, or from the inverted target (blended, with offsets), or beside
+        the target's noised latent (virtual inversion)."""
+        if plan.start == "virtual":
+            return self._virtual(cond, o, run, s, plan, source, b, gens)
         x_T = offsets = keep = None
         extra = self._inversion_kwargs(run) if plan.start == "inversion" else self._sampling_kwargs(run)
         try:
@@ -393,6 +399,22 @@ class SCADMPipeline(DiffusionPipeline):
             raise NonFiniteSampleError(f"{exc}, guidance s = {s:g} ({run.null_condition} null), clip_x0 {run.clip_x0}; "
                                        "nothing was written: lower the guidance scale, or set the model config's "
                                        "sampling.clip_x0 (DDIM and DDPM)") from None
+
+    def _virtual(self, cond: Conditions, o: SamplingOptions, run: Any, s: float, plan: EditPlan, source: Source,
+                 b: int, gens: Any) -> Tensor:
+        """Virtual inversion: the target's noised latent and the edit, one doubled batch per step."""
+        times = b // source.image.shape[0]
+        z0 = self.first_stage.encode(source.image)
+        z0 = z0.repeat(times, 1, 1, 1) if times > 1 else z0
+        both = cat_conditions(repeat_conditions(source.conditions, times), cond)
+        model_fn = self._guided(both.mask, run.null_condition, s, o.autocast_dtype)
+        try:
+            return sample_virtual(model_fn, z0, self.model.prepare(both, self.cfg.latent_size), self.schedule,
+                                  steps=run.steps, region=plan.region, fresh=plan.fresh, generator=gens,
+                                  progress=o.progress)
+        except NonFiniteSampleError as exc:
+            raise NonFiniteSampleError(f"{exc}, guidance s = {s:g} ({run.null_condition} null); nothing was written: "
+                                       "lower the guidance scale") from None
 
     def _step_end(self, call: CallOptions) -> Callable | None:
         """diffusers' ``callback_on_step_end`` as the sampler's step callback: it sees the latents
@@ -419,6 +441,7 @@ class SCADMPipeline(DiffusionPipeline):
 
         def net(x: Tensor, t: Tensor, c: Any, unet: Any = self.model.unet) -> Tensor:
             # the unet runs in its own dtype (a bf16 pipeline's), under autocast when `low` asks; the solver in float32
+            self._unet_rows = getattr(self, "_unet_rows", 0) + x.shape[0]
             with torch.autocast(self._execution_device.type, dtype=low, enabled=low is not None):
                 return unet(x, t, c).float()
 
@@ -440,8 +463,9 @@ class SCADMPipeline(DiffusionPipeline):
         self._need_style("invert")
         x, ids, _ = self.inputs.faces(image) if isinstance(image, (Face, Photo, tuple)) else self.inputs.batch(image, mask)
         o = sampling_options(sampling, overrides)
-        if o.inversion == "none" or o.made_inversion is not None:
-            raise ValueError("invert: inversion 'none' or an inversion already made; use 'exact' (the default) or 'ddim'")
+        if o.inversion in ("none", "virtual") or o.made_inversion is not None:
+            raise ValueError(f"invert: inversion {o.inversion!r} makes nothing to keep ('virtual' has no inversion "
+                             "pass: give it to the edit itself); use 'exact' (the default) or 'ddim'")
         if o.inversion is None:
             default = self.cfg.sampling.inversion
             o = dataclasses.replace(o, inversion="exact" if default == "none" else default)

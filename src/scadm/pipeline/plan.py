@@ -47,8 +47,9 @@ class Source:
 class EditPlan:
     """How one call's batch is sampled.
 
-    start: "noise" (x_T from the seeds), "first_stage" (no sampling: the target's own latent) or
-    "inversion" (x_T of the inverted target); inversion: the strategy that runs ("none" when none
+    start: "noise" (x_T from the seeds), "first_stage" (no sampling: the target's own latent),
+    "inversion" (x_T of the inverted target) or "virtual" (no inversion pass: the edit beside the
+    target's noised latent, :func:`scadm.diffusion.sample_virtual`); inversion: the strategy that runs ("none" when none
     does); region: with blending, the latent pixels the edit is free in (B, 1, h, w); fresh: the
     weight of the seed's noise in x_T (1: starts from noise, without offsets), or None;
     offsets: whether exact's per-step offsets are recorded; skipped: why no inversion runs.
@@ -71,14 +72,14 @@ def plan_edit(run: Any, source: Source | None, batch: int, latent_size: tuple[in
         return EditPlan("noise", skipped="every part is edited: nothing to keep")
     if run.blend and not bool(source.edited.any()):
         return EditPlan("first_stage", run.inversion, skipped="nothing is edited: the first stage's reconstruction")
-    exact = run.inversion == "exact"
+    exact, start = run.inversion == "exact", "virtual" if run.inversion == "virtual" else "inversion"
     if not run.blend:
-        return EditPlan("inversion", run.inversion, offsets=exact)
+        return EditPlan(start, run.inversion, offsets=exact)
     region = blend_region(source.edited, batch, latent_size)
     fresh = (every.expand(batch) if every.shape[0] == 1 else every).float()[:, None, None, None]
     if source.fresh:
         fresh = torch.maximum(fresh, region)
-    return EditPlan("inversion", run.inversion, region, fresh if bool(fresh.any()) else None,
+    return EditPlan(start, run.inversion, region, fresh if bool(fresh.any()) else None,
                     offsets=exact and not source.fresh)
 
 
