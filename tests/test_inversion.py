@@ -478,3 +478,13 @@ def test_each_call_counts_its_unet_evaluations_per_image(pipe, tiny_faces):
     later = pipe.swap((i0, m0), (i1, m1), ["skin"], inversion=inverted)
     assert first.info["unet_evaluations"] == later.info["unet_evaluations"] == 3 * 2  # the inversion was made before
     assert pipe.reconstruct(i0, m0, **kw).info["unet_evaluations"] == 0  # blended, nothing edited: the first stage
+
+
+def test_exact_with_an_unguided_inversion_pass_is_still_exact_and_cheaper(pipe, tiny_faces):
+    (i0, m0, _), = tiny_faces[:1]
+    z0 = pipe.first_stage.encode(pipe.inputs.load_image(i0))
+    kw = dict(steps=3, sampler="ddim", guidance_scale=2.0, blend=False, output_type="latent")
+    guided = pipe.reconstruct(i0, m0, inversion="exact", **kw)
+    unguided = pipe.reconstruct(i0, m0, inversion="exact-unguided", **kw)
+    assert float((unguided.images - z0).norm() / z0.norm()) < 1e-5  # the guided offsets close the unguided pass
+    assert guided.info["unet_evaluations"] - unguided.info["unet_evaluations"] == 3  # one pass of 3, unguided

@@ -19,6 +19,8 @@ exact  the inversion of the run's own solver (ddim as above, or dpm++:
        at any step count and any guidance scale; under edited conditions the same offsets keep
        it close to the source where the conditions did not change.
 
+exact-unguided  exact, its inversion pass unguided (one evaluation a step, not a doubled batch);
+       the offsets are recorded with the edit's guided model, so its pass is exact all the same.
 virtual InfEdit's virtual inversion (S. Xu et al., "Inversion-Free Image Editing with Natural
        Language", CVPR 2024): no inversion pass. A source branch is the target's latent noised
        with one fixed noise, known at every level; the edit runs beside it in the same batch,
@@ -45,10 +47,13 @@ from ..conditions import repeat_conditions
 from .sampling import NonFiniteSampleError, build_scheduler, scheduler_step
 from .schedule import NoiseSchedule
 
-__all__ = ["INVERSIONS", "INVERTIBLE", "Inversion", "invert", "regeneration_kwargs", "sample_virtual"]
+__all__ = ["INVERSIONS", "EXACT", "INVERTIBLE", "Inversion", "invert", "regeneration_kwargs", "sample_virtual"]
 
 #: inversion strategies (see the module docstring)
-INVERSIONS = ("none", "ddim", "exact", "virtual")
+INVERSIONS = ("none", "ddim", "exact", "exact-unguided", "virtual")
+#: the strategies that record exact's offsets (``exact-unguided``: its inversion pass unguided, one
+#: evaluation a step instead of a doubled batch; the offsets, guided, close the gap all the same)
+EXACT = ("exact", "exact-unguided")
 #: the samplers that can invert (each has a diffusers inverse scheduler); they regenerate deterministically
 INVERTIBLE = ("ddim", "dpm++")
 
@@ -137,7 +142,7 @@ def _dpm_inverse(schedule: NoiseSchedule, forward, device):
 @torch.no_grad()
 def invert(model_fn: ModelFn, z0: Tensor, cond: Any, schedule: NoiseSchedule, *, sampler: str = "ddim",
            steps: int = 50, refine: int = 0, exact: bool = False, scheduler_kwargs: dict[str, Any] | None = None,
-           progress: bool = False, batch_offsets: int | None = None) -> Inversion:
+           progress: bool = False, batch_offsets: int | None = None, inversion_fn: ModelFn | None = None) -> Inversion:
     """Invert the clean latent `z0` (B, C, h, w) under `cond` to x_T (model_fn as for :func:`sample`).
 
     The forward pass that undoes it: ``sample(..., sampler=sampler, steps=steps, x_T=inv.x_T,
@@ -146,6 +151,8 @@ def invert(model_fn: ModelFn, z0: Tensor, cond: Any, schedule: NoiseSchedule, *,
     `exact`: also record the per-step offsets that make that forward pass return z_0 exactly.
     `batch_offsets`: evaluate that many steps of the offsets' pass in one batch (every point of the
     inverted trajectory is known before it starts); default: 16 on an accelerator, 1 on the CPU.
+    `inversion_fn`: the model of the inversion pass, when it is not `model_fn` (an unguided pass: the
+    offsets, recorded with `model_fn`, make the edit's pass exact all the same).
     """
     if sampler not in INVERTIBLE:
         raise ValueError(f"sampler {sampler!r} cannot invert; expected one of {', '.join(INVERTIBLE)}")
@@ -161,7 +168,7 @@ def invert(model_fn: ModelFn, z0: Tensor, cond: Any, schedule: NoiseSchedule, *,
     def eps_at(x_t: Tensor, t: int) -> Tensor:
         nonlocal evaluations
         evaluations += 1
-        return model_fn(x_t, torch.full((B,), int(t), dtype=torch.long, device=device), cond).float()
+        return (inversion_fn or model_fn)(x_t, torch.full((B,), int(t), dtype=torch.long, device=device), cond).float()
 
     if sampler == "ddim":
         inv, tail = _ddim_inverse(schedule, steps, forward, device), False

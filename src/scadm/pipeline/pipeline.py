@@ -42,6 +42,7 @@ from ..conditions import Conditions, cat_conditions, conditions_batch, repeat_co
 from ..config import SCHEMA_VERSION, ModelConfig, SamplingConfig, SamplingOptions, from_dict, to_dict
 from ..diffusion import (ClassifierFreeGuidance, Inversion, NoiseSchedule, invert, regeneration_kwargs, sample,
                          sample_virtual)
+from ..diffusion.inversion import EXACT
 from ..diffusion.objective import randn
 from ..diffusion.sampling import NonFiniteSampleError
 from ..diffusion.schedule import sampler_of
@@ -472,7 +473,7 @@ class SCADMPipeline(DiffusionPipeline):
         run = o.resolve(self.sampling_defaults)
         source = self.source(x, ids, self.face_tokens(x, ids, attributes), torch.ones_like(ids, dtype=torch.bool))
         s, extra = self._edit_guidance(run), self._inversion_kwargs(run)
-        inv = self._invert_source(source, o, s, run, extra, offsets=run.inversion == "exact")
+        inv = self._invert_source(source, o, s, run, extra, offsets=run.inversion in EXACT)
         return InversionOutput(inv.x_T, inv.trajectory, inv.offsets, run.inversion, run.sampler, run.steps, s,
                                run.null_condition, extra, x, source.conditions, inv.evaluations)
 
@@ -507,9 +508,11 @@ class SCADMPipeline(DiffusionPipeline):
         steps and guidance (the edit's own eps, so that ``exact``'s offsets close the edit's pass)."""
         cond = source.conditions
         model_fn = self._guided(cond.mask, run.null_condition, s, options.autocast_dtype)
+        unguided = self._guided(cond.mask, run.null_condition, 0.0, options.autocast_dtype) \
+            if run.inversion == "exact-unguided" else None
         z0 = self.first_stage.encode(source.image)
         return invert(model_fn, z0, self.model.prepare(cond, self.cfg.latent_size), self.schedule,
-                      sampler=run.sampler, steps=run.steps, exact=offsets,
+                      sampler=run.sampler, steps=run.steps, exact=offsets, inversion_fn=unguided,
                       scheduler_kwargs=scheduler_kwargs, progress=options.progress)
 
     # ------------------------------------------------------------------ applications

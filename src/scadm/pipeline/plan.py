@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..conditions import Conditions
+from ..diffusion.inversion import EXACT
 from ..nn.masks import MaskPyramid
 
 #: latent blending's margin: the edited region grows by this many latent pixels (each f image
@@ -72,7 +73,7 @@ def plan_edit(run: Any, source: Source | None, batch: int, latent_size: tuple[in
         return EditPlan("noise", skipped="every part is edited: nothing to keep")
     if run.blend and not bool(source.edited.any()):
         return EditPlan("first_stage", run.inversion, skipped="nothing is edited: the first stage's reconstruction")
-    exact, start = run.inversion == "exact", "virtual" if run.inversion == "virtual" else "inversion"
+    exact, start = run.inversion in EXACT, "virtual" if run.inversion == "virtual" else "inversion"
     if not run.blend:
         return EditPlan(start, run.inversion, offsets=exact)
     region = blend_region(source.edited, batch, latent_size)
