@@ -241,3 +241,21 @@ def test_a_stopped_run_resumes_from_its_checkpoint_to_the_same_report(tmp_path):
         SyntheticBenchmark(pipe, n=20, seed=0).run(parser=None, checkpoint=checkpoint, identity={"model": "other"})
     with pytest.raises(ValueError, match="unknown protocol"):
         SyntheticBenchmark(pipe, n=20, seed=0).run(protocols=["reconstruction", "fid"])
+
+
+def test_the_drift_is_measured_outside_the_region_blending_frees(tiny_model):
+    """unedited_drift counts the pixels latent blending keeps: outside the part grown by the blend margin."""
+    import numpy as np
+    import torch
+
+    from scadm.data.synthetic import render_face
+    from scadm.pipeline import SCADMPipeline
+    from scadm.pipeline.plan import blend_region
+
+    pipe = SCADMPipeline.from_pretrained(tiny_model, device="cpu")
+    label = render_face(3, size=pipe.image_size).label
+    hair = pipe.label_set.index("hair")
+    kept = SyntheticBenchmark(pipe, n=2, seed=0)._kept(label, hair)
+    freed = blend_region(torch.from_numpy(label == hair)[None], 1, pipe.cfg.latent_size)
+    freed = torch.nn.functional.interpolate(freed, size=label.shape, mode="nearest")[0, 0].numpy() > 0
+    assert np.array_equal(kept, ~freed) and (freed & (label != hair)).any()  # the margin is not counted

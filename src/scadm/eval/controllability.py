@@ -250,12 +250,14 @@ class SyntheticBenchmark:
         return {} if images is None else self._fidelity(images, "first_stage", lpips=False)
 
     def _kept(self, label: np.ndarray, part: int) -> np.ndarray:
-        """(H, W) bool: the pixels outside the part's dilated region (the pipeline's blend region)."""
+        """(H, W) bool: the pixels outside the part's dilated region (the region latent blending frees)."""
+        from ..pipeline.plan import blend_region
+
         edited = label == part
-        region = getattr(self.pipe, "blend_region", None)
-        if region is None:
+        cfg = getattr(self.pipe, "cfg", None)
+        if cfg is None:  # a stand-in pipeline without a model config
             return ~edited
-        r = region(torch.from_numpy(edited)[None], 1).cpu()
+        r = blend_region(torch.from_numpy(edited)[None], 1, cfg.latent_size).cpu()
         r = torch.nn.functional.interpolate(r, size=label.shape, mode="nearest")[0, 0] > 0
         return ~r.numpy()
 
