@@ -32,7 +32,7 @@ def test_info_says_what_the_bundled_model_and_its_parser_know(run_cli):
     r = run_cli("info")
     assert r.code == 0, r.err
     assert "trained on: scadm synthetic faces" in r.out and "knows scadm synthetic faces" in r.out
-    assert "inversion exact" in r.out
+    assert "inversion virtual" in r.out  # the bundled model edits a given face by virtual inversion
     r = run_cli("info", "--config", "tiny", "--model", BUNDLED_PARSER.parent)
     assert r.code == 1 and "not both" in r.err
 

@@ -467,9 +467,9 @@ class SCADMPipeline(DiffusionPipeline):
         if o.inversion in ("none", "virtual") or o.made_inversion is not None:
             raise ValueError(f"invert: inversion {o.inversion!r} makes nothing to keep ('virtual' has no inversion "
                              "pass: give it to the edit itself); use 'exact' (the default) or 'ddim'")
-        if o.inversion is None:
+        if o.inversion is None:  # the model's own, unless it has nothing to keep (none, virtual): exact
             default = self.cfg.sampling.inversion
-            o = dataclasses.replace(o, inversion="exact" if default == "none" else default)
+            o = dataclasses.replace(o, inversion="exact" if default in ("none", "virtual") else default)
         run = o.resolve(self.sampling_defaults)
         source = self.source(x, ids, self.face_tokens(x, ids, attributes), torch.ones_like(ids, dtype=torch.bool))
         s, extra = self._edit_guidance(run), self._inversion_kwargs(run)
