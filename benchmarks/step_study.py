@@ -74,7 +74,7 @@ def main() -> None:
             sys.exit(f"{paths[k]}: made by `{r.get('command')}`, not by this study's --model / --n; "
                      "give another --out or delete it")
         spacing = f"{k[0]} ({schedule.spacing(k[0])} spacing)"
-        if "faces inverted" in r.get("sampling_desc", ""):
+        if any(w in r.get("sampling_desc", "") for w in ("faces inverted", "faces edited")):
             sys.exit(f"{paths[k]}: its edits inverted the faces (`{r.get('sampling_desc')}`); this study samples "
                      "every edit from noise: give another --out or delete it")
         if not r.get("sampling_desc", "").startswith(spacing):

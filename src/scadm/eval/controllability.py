@@ -111,7 +111,8 @@ def edits_description(run: Any) -> str:
     """How a run's edits of a given face are made (`run`: a resolved SamplingConfig), for reports."""
     if run.inversion == "none":
         return "every edit sampled from noise (inversion none)"
-    text = f"faces inverted ({run.inversion}, {run.sampler}, with the edit's guided eps)"
+    text = (f"faces inverted ({run.inversion}, {run.sampler}, with the edit's guided eps)" if run.inversion != "virtual"
+            else "faces edited beside their noised latent (virtual inversion, no inversion pass, DDIM's grid)")
     if run.blend:
         text += (", latent blending outside the edited parts; a reconstruction is then the first stage's "
                  "encode-decode (no denoiser pass) and a total swap is sampled from noise (nothing to keep)")
