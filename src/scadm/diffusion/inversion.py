@@ -47,13 +47,16 @@ from ..conditions import repeat_conditions
 from .sampling import NonFiniteSampleError, build_scheduler, scheduler_step
 from .schedule import NoiseSchedule
 
-__all__ = ["INVERSIONS", "EXACT", "INVERTIBLE", "Inversion", "invert", "regeneration_kwargs", "sample_virtual"]
+__all__ = ["INVERSIONS", "EXACT", "ROUND_TRIP", "INVERTIBLE", "Inversion", "invert", "regeneration_kwargs", "sample_virtual"]
 
 #: inversion strategies (see the module docstring)
 INVERSIONS = ("none", "ddim", "exact", "exact-unguided", "virtual")
 #: the strategies that record exact's offsets (``exact-unguided``: its inversion pass unguided, one
 #: evaluation a step instead of a doubled batch; the offsets, guided, close the gap all the same)
 EXACT = ("exact", "exact-unguided")
+#: the strategies that give a face back exactly under its own conditions (a reconstruction by one of
+#: them is the first stage's encode-decode of the face)
+ROUND_TRIP = (*EXACT, "virtual")
 #: the samplers that can invert (each has a diffusers inverse scheduler); they regenerate deterministically
 INVERTIBLE = ("ddim", "dpm++")
 
@@ -257,7 +260,8 @@ def sample_virtual(model_fn: ModelFn, z0: Tensor, cond: Any, schedule: NoiseSche
     ab_all = schedule._ab_on(device).to(torch.float32)
     noise = randn(tuple(z0.shape), generator=generator, device=device, dtype=z0.dtype)
     noised = lambda ab: ab.sqrt() * z0 + (1 - ab).sqrt() * noise  # noqa: E731 - the source branch, known
-    x = noised(ab_all[timesteps[0]])
+    source = noised(ab_all[timesteps[0]])
+    x = source
     if fresh is not None:
         x = torch.lerp(x, randn(tuple(z0.shape), generator=generator, device=device, dtype=z0.dtype), fresh)
     it = enumerate(timesteps)
@@ -268,16 +272,16 @@ def sample_virtual(model_fn: ModelFn, z0: Tensor, cond: Any, schedule: NoiseSche
     x0 = x
     for i, t in it:
         ab = ab_all[t]
-        source = noised(ab)
         out = model_fn(torch.cat([source, x]), torch.full((2 * B,), int(t), dtype=torch.long, device=device), cond)
         eps_source, eps_edit = (_eps(o.float(), z, ab, schedule.prediction_type) for o, z in zip(out.split(B), (source, x)))
         eps = eps_edit - eps_source + noise  # the edit's noise, less the source branch's error
         x0 = (x - (1 - ab).sqrt() * eps) / ab.sqrt()
         if i + 1 < len(timesteps):
             ab_next = ab_all[timesteps[i + 1]]
+            source = noised(ab_next)
             x = ab_next.sqrt() * x0 + (1 - ab_next).sqrt() * eps
             if region is not None:
-                x = torch.lerp(noised(ab_next), x, region)
+                x = torch.lerp(source, x, region)
         if not torch.isfinite(x0).all():
             raise NonFiniteSampleError(f"virtual inversion produced non-finite latents at step {i + 1} of "
                                        f"{len(timesteps)} (t = {int(t)})")

@@ -165,6 +165,12 @@ class SemanticUNet(ModelMixin, ConfigMixin):
                 self._xattn.append((module, module.ds))
 
     # ------------------------------------------------------------------ builders
+    @property
+    def weight_dtype(self) -> torch.dtype:
+        """The dtype of the weights, read off one of them: ``ModelMixin.dtype`` walks every submodule,
+        about 1 ms on the bundled UNet, too slow for every step of a sampling loop."""
+        return self.time_embed[0].weight.dtype
+
     @classmethod
     def from_cfg(cls, cfg: UNetConfig) -> "SemanticUNet":
         return cls(**to_dict(cfg))
@@ -193,7 +199,7 @@ class SemanticUNet(ModelMixin, ConfigMixin):
     def prepare(self, cond: Conditions, latent_size: tuple[int, int]) -> PreparedConditions:
         """Everything that depends only on the conditions, for latents of `latent_size` (once per run)."""
         h, w = latent_size
-        cond = cond.to(self.dtype)  # the mask and tokens in the network's own dtype (a bf16 pipeline's)
+        cond = cond.to(self.weight_dtype)  # the mask and tokens in the network's own dtype (a bf16 pipeline's)
         prepared = PreparedConditions()
         if self._spade:
             if cond.mask is None:
@@ -224,7 +230,7 @@ class SemanticUNet(ModelMixin, ConfigMixin):
         if not isinstance(cond, PreparedConditions):
             cond = self.prepare(cond, tuple(x.shape[-2:]))
         t = t.expand(x.shape[0]) if t.ndim == 0 or t.shape[0] == 1 else t
-        x = x.to(self.dtype)  # the network's own dtype; callers cast the output back (a bf16 pipeline's)
+        x = x.to(self.weight_dtype)  # the network's own dtype; callers cast the output back (a bf16 pipeline's)
         emb = self.time_embed(timestep_embedding(t, self.cfg.model_channels).to(x.dtype))
 
         run = self._checkpointed if self.gradient_checkpointing and self.training and torch.is_grad_enabled() else _call

@@ -102,6 +102,7 @@ class SCADMPipeline(DiffusionPipeline):
         self.first_stage = FirstStage(vae, self.cfg.latent_scale).eval().requires_grad_(False)
         self.label_set: LabelSet = self.model.label_set
         self.parser_spec, self.model_folder, self._photo_parser = None, None, None
+        self._unet_rows = 0  # UNet evaluations of the call in progress (rows of the batches the unet saw)
         self.inputs = FaceInputs(self.cfg.image_size, self.label_set, device=lambda: self._execution_device,
                                  parser=lambda: self.photo_parser)
 
@@ -442,7 +443,7 @@ class SCADMPipeline(DiffusionPipeline):
 
         def net(x: Tensor, t: Tensor, c: Any, unet: Any = self.model.unet) -> Tensor:
             # the unet runs in its own dtype (a bf16 pipeline's), under autocast when `low` asks; the solver in float32
-            self._unet_rows = getattr(self, "_unet_rows", 0) + x.shape[0]
+            self._unet_rows += x.shape[0]
             with torch.autocast(self._execution_device.type, dtype=low, enabled=low is not None):
                 return unet(x, t, c).float()
 
