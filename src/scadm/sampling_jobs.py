@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .config import SamplingConfig, SamplingOptions
+from .diffusion.inversion import ROUND_TRIP
 from .tempfiles import remove_stale, temp_path
 
 #: the settings that decide a sampled image; a folder's images must all share them
@@ -129,7 +130,7 @@ def strategy_line(mode: str, record: dict[str, Any]) -> str:
         return f"{record['sampler']}, {record['steps']} steps, every image sampled from noise (inversion none)"
     line = (f"{record['sampler']}, {record['steps']} steps, each face inverted ({record['inversion']})"
             + (", latent blending keeps what is not edited" if record["blend"] else ""))
-    if mode == "reconstruction" and (record["blend"] or record["inversion"] in ("exact", "exact-unguided", "virtual")):
+    if mode == "reconstruction" and (record["blend"] or record["inversion"] in ROUND_TRIP):
         line += ("; a reconstruction then returns the first stage's encode-decode of each face: it measures the "
                  "first stage (autoencoder), not the denoiser")
     elif mode == "swap" and record["blend"]:

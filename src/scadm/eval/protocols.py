@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..config import SamplingOptions
-from ..diffusion.inversion import EXACT
+from ..diffusion.inversion import ROUND_TRIP
 from ..sampling_jobs import partial_swap_part, run_record, run_sampling_job, strategy_line
 
 
@@ -152,7 +152,7 @@ def reconstruction_protocol(scorer: Scorer, data, work: Path, model, sampling: S
 
     folder, record = _gen(work, data, "reconstruction", scorer, model, sampling, printer)
     fake, real = scorer.load(folder), scorer.real()
-    first_stage = record["blend"] or record["inversion"] in EXACT
+    first_stage = record["blend"] or record["inversion"] in ROUND_TRIP
     res = {"protocol": f"reconstruction of {len(fake)} {_split(scorer)} images: own style, own mask", **strategy(record),
            "measures": "the first stage (autoencoder), not the denoiser" if first_stage else "the denoiser",
            "ssim": ssim((fake + 1) / 2, (real + 1) / 2), "psnr": psnr((fake + 1) / 2, (real + 1) / 2)}
