@@ -10,7 +10,7 @@ from typing import Iterator, Optional
 import typer
 
 from .common import UserError, console, err_console
-from .options import DeviceOpt, InDir, InFile, Integer, Number, OutDir, checked
+from .options import DeviceOpt, InDir, InFile, Integer, ModelOpt, Number, OutDir, checked
 
 
 def _recipe(value: str, name: str):
@@ -59,6 +59,38 @@ def train_cmd(
 
     train_diffusion(recipe, data, out, autoencoder=autoencoder, resume=resume, max_steps=max_steps,
                     cache_latents=cache_latents, dry_run=dry_run, printer=console.print)
+
+
+def distill_cmd(
+    data: Path = DataOpt,
+    out: Path = OutDir(..., "--out", help="Run folder (checkpoints, samples, loss curve, model/: the student)."),
+    model: Optional[Path] = ModelOpt,
+    config: Optional[Path] = InFile(None, "--config", "-c", help="YAML of distillation settings (scadm.train.distill."
+                                    "DistillConfig's fields); default: the built-in ones.", what="config file"),
+    guidance_steps: Optional[int] = Integer(None, "--guidance-steps", help="Stage A steps (guidance distillation).", lo=0),
+    consistency_steps: Optional[int] = Integer(None, "--consistency-steps", help="Stage B steps (consistency "
+                                               "distillation).", lo=0),
+    segments: Optional[int] = Integer(None, "--segments", help="The student's steps K (1 = plain LCM).", lo=1, hi=100),
+    batch_size: Optional[int] = Integer(None, "--batch-size", help="Batch size per process.", lo=1, hi=4096),
+    resume: bool = ResumeOpt,
+    max_steps: Optional[int] = Integer(None, "--max-steps", help="Stop this run at this global step (continue later "
+                                       "with --resume).", lo=1),
+    threads: Optional[int] = Integer(None, "--threads", help="CPU threads for torch.", lo=1, hi=1024),
+    dry_run: bool = DryRunOpt,
+) -> None:
+    """Distil a model into a few-step student (guidance folded in, then consistency). Works under torchrun / accelerate launch."""
+    import yaml
+
+    from ..train.distill import distill, read_distill_config
+
+    _set_threads(threads)
+    settings = yaml.safe_load(config.read_text()) if config is not None else {}
+    if settings is not None and not isinstance(settings, dict):
+        raise UserError(f"{config}: expected a mapping of DistillConfig fields")
+    given = dict(guidance_steps=guidance_steps, consistency_steps=consistency_steps, segments=segments,
+                 batch_size=batch_size)
+    dc = read_distill_config({**(settings or {}), **{k: v for k, v in given.items() if v is not None}})
+    distill(model, data, out, dc, resume=resume, max_steps=max_steps, dry_run=dry_run, printer=console.print)
 
 
 @contextmanager
@@ -167,5 +199,6 @@ def train_classifier_cmd(
 def register(app: typer.Typer) -> None:
     app.command("train-autoencoder")(train_autoencoder_cmd)
     app.command("train")(train_cmd)
+    app.command("distill")(distill_cmd)
     app.command("train-parser")(train_parser_cmd)
     app.command("train-classifier")(train_classifier_cmd)

@@ -5,7 +5,7 @@ The network is separate from the maths: a model function is
 """
 
 from .inversion import INVERSIONS, Inversion, invert, regeneration_kwargs, sample_virtual
-from .guidance import ClassifierFreeGuidance, released_w_to_s, s_to_released_w
+from .guidance import ClassifierFreeGuidance, FoldedGuidance, released_w_to_s, s_to_released_w
 from .objective import apply_dropout, diffusion_loss, dropout_keep, region_weights
 from .sampling import build_scheduler, sample, timesteps_for
 from .schedule import SAMPLERS, NoiseSchedule, ScheduleConfig, make_betas, p2_weight
@@ -29,6 +29,7 @@ __all__ = [
     "timesteps_for",
     "build_scheduler",
     "ClassifierFreeGuidance",
+    "FoldedGuidance",
     "released_w_to_s",
     "s_to_released_w",
 ]

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from ..conditions import cat_conditions
 
-__all__ = ["ClassifierFreeGuidance", "released_w_to_s", "s_to_released_w"]
+__all__ = ["ClassifierFreeGuidance", "FoldedGuidance", "released_w_to_s", "s_to_released_w"]
 
 ModelFn = Callable[[Tensor, Tensor, Any], Tensor]
 
@@ -90,3 +90,19 @@ class ClassifierFreeGuidance:
             raise ValueError(f"model returned batch {eps.shape[0]} for a doubled batch of {2 * B}")
         eps_c, eps_null = eps[:B], eps[B:]
         return eps_c + self.s * (eps_c - eps_null)
+
+
+class FoldedGuidance:
+    """The guided eps of a guidance-distilled student in ONE pass: the scale s is the network's input.
+
+    Meng et al., "On Distillation of Guided Diffusion Models" (CVPR 2023): a student eps(z_t, t, c, s)
+    trained to equal Eq. 4's eps_c + s (eps_c - eps_null) of its teacher (``scadm distill``, stage A).
+    ``model_fn(x_t, t, cond, guidance=s)``; no null condition is built.
+    """
+
+    def __init__(self, model_fn: Callable[..., Tensor], s: float) -> None:
+        self.model_fn = model_fn
+        self.s = float(s)
+
+    def __call__(self, x_t: Tensor, t: Tensor, cond: Any) -> Tensor:
+        return self.model_fn(x_t, t, cond, guidance=self.s)

@@ -45,7 +45,7 @@ from torch import Tensor
 
 from ..conditions import repeat_conditions
 from .sampling import NonFiniteSampleError, build_scheduler, scheduler_step
-from .schedule import NoiseSchedule
+from .schedule import DDIM_GRID, NoiseSchedule
 
 __all__ = ["INVERSIONS", "EXACT", "ROUND_TRIP", "INVERTIBLE", "Inversion", "invert", "regeneration_kwargs", "sample_virtual"]
 
@@ -58,7 +58,7 @@ EXACT = ("exact", "exact-unguided")
 #: them is the first stage's encode-decode of the face)
 ROUND_TRIP = (*EXACT, "virtual")
 #: the samplers that can invert (each has a diffusers inverse scheduler); they regenerate deterministically
-INVERTIBLE = ("ddim", "dpm++")
+INVERTIBLE = ("ddim", "student", "dpm++")
 
 ModelFn = Callable[[Tensor, Tensor, Any], Tensor]
 
@@ -159,7 +159,7 @@ def invert(model_fn: ModelFn, z0: Tensor, cond: Any, schedule: NoiseSchedule, *,
     """
     if sampler not in INVERTIBLE:
         raise ValueError(f"sampler {sampler!r} cannot invert; expected one of {', '.join(INVERTIBLE)}")
-    if refine and sampler != "ddim":
+    if refine and sampler not in DDIM_GRID:
         raise ValueError("refine: fixed-point iterations are for the ddim inversion (a multistep solver keeps its history)")
     device = z0.device
     kwargs = regeneration_kwargs(sampler) if scheduler_kwargs is None else dict(scheduler_kwargs)
@@ -173,7 +173,7 @@ def invert(model_fn: ModelFn, z0: Tensor, cond: Any, schedule: NoiseSchedule, *,
         evaluations += 1
         return (inversion_fn or model_fn)(x_t, torch.full((B,), int(t), dtype=torch.long, device=device), cond).float()
 
-    if sampler == "ddim":
+    if sampler in DDIM_GRID:
         inv, tail = _ddim_inverse(schedule, steps, forward, device), False
     else:
         inv, tail = _dpm_inverse(schedule, forward, device)
@@ -184,7 +184,7 @@ def invert(model_fn: ModelFn, z0: Tensor, cond: Any, schedule: NoiseSchedule, *,
         it = tqdm(it, desc=f"{sampler} inversion", total=len(it))
     for k, t in enumerate(it):
         t_int = int(t)
-        if sampler == "ddim":
+        if sampler in DDIM_GRID:
             nxt = inv.step(eps_at(x, t_int), t_int, x).prev_sample
             for _ in range(int(refine)):  # x_t = inverse step of x_s with eps(x_t, t): the forward step's exact inverse
                 nxt = inv.step(eps_at(nxt, t_int), t_int, x).prev_sample
@@ -244,8 +244,9 @@ def _offsets(eps_many: Callable[[list[Tensor], list[int]], list[Tensor]], trajec
 @torch.no_grad()
 def sample_virtual(model_fn: ModelFn, z0: Tensor, cond: Any, schedule: NoiseSchedule, *, steps: int,
                    region: Tensor | None = None, fresh: Tensor | None = None, generator: Any = None,
-                   progress: bool = False) -> Tensor:
-    """An edit of `z0` (B, C, h, w) by virtual inversion (see the module docstring) on DDIM's grid.
+                   progress: bool = False, sampler: str = "ddim") -> Tensor:
+    """An edit of `z0` (B, C, h, w) by virtual inversion (see the module docstring) on the grid of
+    `sampler`, one of :data:`~scadm.diffusion.schedule.DDIM_GRID` (LDM's DDIM, or a distilled student's).
 
     `model_fn(x, t, cond)` sees a batch of 2B: the source rows (z0 noised) first, then the edit's;
     `cond` holds the source's conditions, then the edit's. `region` (B, 1, h, w): with blending,
@@ -256,7 +257,9 @@ def sample_virtual(model_fn: ModelFn, z0: Tensor, cond: Any, schedule: NoiseSche
     from .objective import randn
 
     B, device = z0.shape[0], z0.device
-    timesteps = build_scheduler("ddim", steps, schedule, device=device).timesteps
+    if sampler not in DDIM_GRID:
+        raise ValueError(f"virtual inversion steps on a DDIM grid ({', '.join(DDIM_GRID)}), not {sampler!r}")
+    timesteps = build_scheduler(sampler, steps, schedule, device=device).timesteps
     ab_all = schedule._ab_on(device).to(torch.float32)
     noise = randn(tuple(z0.shape), generator=generator, device=device, dtype=z0.dtype)
     noised = lambda ab: ab.sqrt() * z0 + (1 - ab).sqrt() * noise  # noqa: E731 - the source branch, known

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from .objective import randn
-from .schedule import NoiseSchedule, normalize_sampler
+from .schedule import DDIM_GRID, NoiseSchedule, normalize_sampler
 
 __all__ = ["sample", "timesteps_for", "build_scheduler", "NonFiniteSampleError"]
 
@@ -61,7 +61,7 @@ def scheduler_step(name: str, scheduler: Any, eps: Tensor, t: Tensor | int, x: T
                    generator: Generator = None) -> Tensor:
     """One step of the diffusers scheduler of sampler `name` (normalised) from `x` at timestep `t` with
     the model output `eps` (the one place that knows each scheduler's step signature); in `x`'s dtype."""
-    if name == "ddim":
+    if name in DDIM_GRID:
         noise = randn(tuple(x.shape), generator=generator, device=x.device, dtype=x.dtype) if eta > 0 else None
         out = scheduler.step(eps, int(t), x, eta=float(eta), variance_noise=noise).prev_sample
     elif name == "ddpm":
@@ -97,7 +97,8 @@ def sample(
 
     model_fn(x_t, t: LongTensor[B], cond) -> eps (or v, per ``schedule.prediction_type``).
     ``cond`` is passed as is (wrap model_fn in :class:`ClassifierFreeGuidance` for guidance).
-    sampler: "ddim" (``eta``; LDM timesteps), "ddpm" (ancestral, fixed_small variance; eta
+    sampler: "ddim" (``eta``; LDM timesteps), "student" (DDIM on trailing timesteps, a distilled
+    student's), "ddpm" (ancestral, fixed_small variance; eta
     ignored), "dpm++" (DPM-Solver++ 2M, deterministic; eta ignored), "unipc" (UniPC bh2,
     deterministic; eta ignored).
     generator: one generator, a list with one per batch element, or None.

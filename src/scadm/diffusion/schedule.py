@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["ScheduleConfig", "NoiseSchedule", "make_betas", "p2_weight", "SAMPLERS", "PREDICTION_TYPES",
+__all__ = ["ScheduleConfig", "NoiseSchedule", "make_betas", "p2_weight", "SAMPLERS", "DDIM_GRID", "PREDICTION_TYPES",
            "SCHEDULER_CLASSES", "sampler_of"]
 
 #: the diffusers options that choose a timestep spacing, and their names in reports
@@ -23,7 +23,10 @@ _SPACINGS = {"use_lu_lambdas": "log-SNR", "use_karras_sigmas": "Karras", "use_ex
              "use_beta_sigmas": "beta"}
 
 #: sampler names accepted by :meth:`NoiseSchedule.make_scheduler` and :func:`scadm.diffusion.sample`.
-SAMPLERS = ("ddim", "ddpm", "dpm++", "unipc")
+SAMPLERS = ("ddim", "ddpm", "dpm++", "unipc", "student")
+#: the samplers that step on a DDIM grid with DDIM's update (deterministic jumps between levels): LDM's leading
+#: grid, and a distilled student's ("student": trailing spacing, t = T - 1 first, so pure noise is where it starts)
+DDIM_GRID = ("ddim", "student")
 _SAMPLER_ALIASES = {
     "ddim": "ddim",
     "ddpm": "ddpm",
@@ -33,15 +36,18 @@ _SAMPLER_ALIASES = {
     "dpmsolver++": "dpm++",
     "unipc": "unipc",
     "unipc-bh2": "unipc",
+    "student": "student",
 }
 #: the diffusers scheduler class of each sampler name (what ``make_scheduler`` builds)
 SCHEDULER_CLASSES = {"ddim": "DDIMScheduler", "ddpm": "DDPMScheduler", "dpm++": "DPMSolverMultistepScheduler",
-                     "unipc": "UniPCMultistepScheduler"}
+                     "unipc": "UniPCMultistepScheduler", "student": "DDIMScheduler"}
 
 
 def sampler_of(scheduler: Any) -> str:
     """The sampler name of a diffusers scheduler object (its class); a one-line error for any other."""
     name = type(scheduler).__name__
+    if name == "DDIMScheduler":  # a student's DDIM is the one with trailing spacing
+        return "student" if scheduler.config.get("timestep_spacing") == "trailing" else "ddim"
     for sampler, cls in SCHEDULER_CLASSES.items():
         if name == cls:
             return sampler
@@ -204,6 +210,9 @@ class NoiseSchedule:
 
         ddim:  DDIMScheduler with LDM's exact settings (clip_sample=False,
                set_alpha_to_one=False, steps_offset=1, timestep_spacing="leading").
+        student: DDIMScheduler with "trailing" spacing (t = 999, 749, 499, 249 at 4 steps; the last
+               jump lands on alpha_bar_0): the segment boundaries a ``scadm distill`` student was
+               trained to jump between, one evaluation a step (guidance folded into the network).
         ddpm:  DDPMScheduler, variance_type="fixed_small" (LDM), "leading" spacing so that
                fewer than T steps are possible (steps = T gives the full chain 999..0).
         dpm++: DPMSolverMultistepScheduler, algorithm_type="dpmsolver++", solver_order=2,
@@ -229,7 +238,7 @@ class NoiseSchedule:
             trained_betas=self.betas_np.copy(),
             prediction_type=self.prediction_type,
         )
-        if name == "ddim":
+        if name in DDIM_GRID:
             opts = dict(
                 clip_sample=False,
                 set_alpha_to_one=False,
@@ -237,6 +246,8 @@ class NoiseSchedule:
                 timestep_spacing="leading",
                 thresholding=False,
             )
+            if name == "student":  # the levels a distilled student jumps between: T-1, T-1-T/k, ..., then alpha_bar_0
+                opts.update(steps_offset=0, timestep_spacing="trailing")
             cls = DDIMScheduler
         elif name == "ddpm":
             opts = dict(

@@ -94,7 +94,8 @@ class SemanticUNet(ModelMixin, ConfigMixin):
                  spade_parts: tuple[str, ...] = _U.spade_parts, num_classes: int = _U.num_classes,
                  spade_hidden: int = _U.spade_hidden, tokens_per_class: int = _U.tokens_per_class,
                  global_tokens: int = _U.global_tokens, use_scale_shift_norm: bool = _U.use_scale_shift_norm,
-                 dropout: float = _U.dropout, mask_resize: str = _U.mask_resize) -> None:
+                 dropout: float = _U.dropout, mask_resize: str = _U.mask_resize,
+                 guidance_embedding: bool = _U.guidance_embedding) -> None:
         args = dict(locals())  # exactly UNetConfig's fields (tests/test_pipeline_contract.py checks)
         super().__init__()
         cfg = from_dict(UNetConfig, {f.name: args[f.name] for f in dataclasses.fields(UNetConfig)})
@@ -113,6 +114,9 @@ class SemanticUNet(ModelMixin, ConfigMixin):
         self.register_buffer("token_classes", torch.tensor(token_classes, dtype=torch.long), persistent=False)
 
         self.time_embed = nn.Sequential(nn.Linear(mc, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        # a guidance-distilled student: s embedded like t (scaled by 1000, as LCM's w embedding) and added to
+        # t's embedding through a zero-initialised projection, so the student starts as its teacher
+        self.guidance_embed = zero_module(nn.Linear(mc, mc, bias=False)) if cfg.guidance_embedding else None
 
         # --- encoder -------------------------------------------------------
         self.input_blocks = nn.ModuleList([UNetBlock([nn.Conv2d(cfg.in_channels, mc, 3, padding=1)])])
@@ -225,13 +229,23 @@ class SemanticUNet(ModelMixin, ConfigMixin):
         return prepared
 
     # ------------------------------------------------------------------ forward
-    def forward(self, x: Tensor, t: Tensor, cond: Conditions | PreparedConditions) -> Tensor:
-        """x: (B, C_in, h, w) noisy latent; t: (B,) timesteps; cond: raw or prepared conditions."""
+    def forward(self, x: Tensor, t: Tensor, cond: Conditions | PreparedConditions,
+                guidance: Tensor | float | None = None) -> Tensor:
+        """x: (B, C_in, h, w) noisy latent; t: (B,) timesteps; cond: raw or prepared conditions;
+        guidance: the scale s of a guidance-distilled student ((B,) or one number; None: 0, unguided).
+        A network without a guidance embedding refuses a scale other than 0."""
         if not isinstance(cond, PreparedConditions):
             cond = self.prepare(cond, tuple(x.shape[-2:]))
         t = t.expand(x.shape[0]) if t.ndim == 0 or t.shape[0] == 1 else t
         x = x.to(self.weight_dtype)  # the network's own dtype; callers cast the output back (a bf16 pipeline's)
-        emb = self.time_embed(timestep_embedding(t, self.cfg.model_channels).to(x.dtype))
+        e_t = timestep_embedding(t, self.cfg.model_channels)  # (B, mc)
+        if self.guidance_embed is not None:
+            s = torch.as_tensor(0.0 if guidance is None else guidance, dtype=torch.float32, device=x.device).expand(x.shape[0])
+            e_t = e_t + self.guidance_embed(timestep_embedding(s * 1000, self.cfg.model_channels).to(x.dtype)).float()
+        elif guidance is not None and self.guidance_embed is None and bool(torch.as_tensor(guidance).ne(0).any()):
+            raise ValueError("this UNet takes no guidance scale (unet.guidance_embedding is off): guide it with "
+                             "ClassifierFreeGuidance instead")
+        emb = self.time_embed(e_t.to(x.dtype))
 
         run = self._checkpointed if self.gradient_checkpointing and self.training and torch.is_grad_enabled() else _call
         hs, h = [], x

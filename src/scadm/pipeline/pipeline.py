@@ -40,7 +40,7 @@ from .. import checks
 from ..conditioning_modes import ConditioningMode
 from ..conditions import Conditions, cat_conditions, conditions_batch, repeat_conditions
 from ..config import SCHEMA_VERSION, ModelConfig, SamplingConfig, SamplingOptions, from_dict, to_dict
-from ..diffusion import (ClassifierFreeGuidance, Inversion, NoiseSchedule, invert, regeneration_kwargs, sample,
+from ..diffusion import (ClassifierFreeGuidance, FoldedGuidance, Inversion, NoiseSchedule, invert, regeneration_kwargs, sample,
                          sample_virtual)
 from ..diffusion.inversion import EXACT
 from ..diffusion.objective import randn
@@ -83,12 +83,13 @@ class SCADMPipeline(DiffusionPipeline):
                  face_parser: Any = None, name: str = "custom", schema_version: int = SCHEMA_VERSION,
                  labels: Any = "celebamask-hq", image_size: list[int] = (256, 256), latent_channels: int = 3,
                  latent_downsample: int = 4, latent_scale: float = 1.0, schedule: dict | None = None,
-                 sampling: dict | None = None, autoencoder: Any = None, domain: str | None = None) -> None:
+                 sampling: dict | None = None, autoencoder: Any = None, domain: str | None = None,
+                 distilled: dict | None = None) -> None:
         super().__init__()
         settings = dict(name=name, schema_version=schema_version, labels=labels, image_size=list(image_size),
                         latent_channels=latent_channels, latent_downsample=latent_downsample,
                         latent_scale=latent_scale, schedule=schedule, sampling=sampling, autoencoder=autoencoder,
-                        domain=domain)
+                        domain=domain, distilled=distilled)
         cfg = from_dict(ModelConfig, {**{k: v for k, v in settings.items() if v is not None}, "unet": {},
                                       "conditioning": {}})
         self.cfg = dataclasses.replace(cfg, unet=unet.cfg, conditioning=condition_encoder.cfg).validate()
@@ -413,7 +414,7 @@ class SCADMPipeline(DiffusionPipeline):
         try:
             return sample_virtual(model_fn, z0, self.model.prepare(both, self.cfg.latent_size), self.schedule,
                                   steps=run.steps, region=plan.region, fresh=plan.fresh, generator=gens,
-                                  progress=o.progress)
+                                  progress=o.progress, sampler=run.sampler)
         except NonFiniteSampleError as exc:
             raise NonFiniteSampleError(f"{exc}, guidance s = {s:g} ({run.null_condition} null); nothing was written: "
                                        "lower the guidance scale") from None
@@ -431,7 +432,7 @@ class SCADMPipeline(DiffusionPipeline):
 
         return step_end
 
-    def _guided(self, mask: Tensor, null_condition: str, s: float, low: Any) -> ClassifierFreeGuidance:
+    def _guided(self, mask: Tensor, null_condition: str, s: float, low: Any) -> ClassifierFreeGuidance | FoldedGuidance:
         """The denoiser guided at scale `s` against the null condition of `mask` (built only when s != 0),
         in `low` autocast precision (None: float32); guidance and the solver stay in float32."""
         latent = self.cfg.latent_size
@@ -441,12 +442,14 @@ class SCADMPipeline(DiffusionPipeline):
             times = (conditions_batch(cond) or mask.shape[0]) // mask.shape[0]
             return repeat_conditions(prepared, times)
 
-        def net(x: Tensor, t: Tensor, c: Any, unet: Any = self.model.unet) -> Tensor:
+        def net(x: Tensor, t: Tensor, c: Any, unet: Any = self.model.unet, guidance: float | None = None) -> Tensor:
             # the unet runs in its own dtype (a bf16 pipeline's), under autocast when `low` asks; the solver in float32
             self._unet_rows += x.shape[0]
             with torch.autocast(self._execution_device.type, dtype=low, enabled=low is not None):
-                return unet(x, t, c).float()
+                return (unet(x, t, c) if guidance is None else unet(x, t, c, guidance=guidance)).float()
 
+        if self.model.unet.guidance_embed is not None:  # a distilled student: s is its input, one pass a step
+            return FoldedGuidance(net, s)
         return ClassifierFreeGuidance(net, null, s)
 
     # ------------------------------------------------------------------ inversion
