@@ -64,7 +64,7 @@ def test_a_photo_with_the_bundled_model_is_one_clear_line(run_cli, astronaut, sy
                          (["--parser", BUNDLED_PARSER], "not a plausible face")):
         r = run_cli(*argv, *extra, "--steps", "2", "--out", tmp_path / "out.png")
         assert r.code == 1 and r.err.strip().count("\n") == 0, r.err
-        assert words in r.err and "79999_iter.pth" in r.err and "face-parsing.PyTorch" in r.err, r.err
+        assert words in r.err and "79999_iter.pth" in r.err and "scadm fetch parser" in r.err, r.err
         assert "astronaut.png" in r.err
     assert not any(tmp_path.iterdir())
 

@@ -325,7 +325,7 @@ def test_a_parsed_face_must_be_plausible():
 def test_no_mask_and_no_parser_says_where_to_get_one(astronaut):
     with pytest.raises(ValueError, match="79999_iter.pth") as exc:
         prepare_photo(astronaut, None, size=64)
-    assert "face-parsing.PyTorch" in str(exc.value) and "\n" not in str(exc.value)
+    assert "scadm fetch parser" in str(exc.value) and "\n" not in str(exc.value)
 
 
 # ------------------------------------------------------------------------------------------- pipeline and CLI
@@ -414,7 +414,7 @@ def test_cli_swap_hair_of_a_photo_and_parse(run_cli, tiny_model, photo_files, ri
     assert r.code == 1 and "not a plausible face" in r.err and "--mask" not in r.err and not (tmp_path / "m.png").exists()
     r = run_cli("parse", photo_files["photo"], "--parser", tmp_path / "79999_iter.pth", "--model", tiny_model,
                 "--out", tmp_path / "m.png")
-    assert r.code != 0 and "no such file" in r.err and "face-parsing.PyTorch" in r.err
+    assert r.code != 0 and "no such file" in r.err and "scadm fetch parser" in r.err
     # with a parser that sees the face (--parser): masks parsed, a JPEG photo written at full resolution
     _parse_like_a_face(monkeypatch)
     r = run_cli("edit", "swap", "--target", photo_files["photo"], "--reference", photo_files["ref"], "--parts", "nose",

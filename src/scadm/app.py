@@ -113,7 +113,8 @@ class Editor:
         domain = self.pipe.cfg.domain or "data it does not record"
         fp = self.pipe.photo_parser
         parser = (f"; photos without a mask are parsed by {fp.source}" if fp is not None else
-                  "; no face parser for photos, so a photo needs its mask (start the page with --parser 79999_iter.pth)")
+                  "; no face parser for photos, so a photo needs its mask (`scadm fetch parser`, then start the page "
+                  "with --parser parser)")
         return domain + parser
 
     # -------------------------------------------------------------- labels and examples

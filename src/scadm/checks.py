@@ -117,10 +117,32 @@ def _readable_safetensors(path: Path) -> None:
                          "convert it again") from None
 
 
+#: the names of models `scadm fetch` downloads, accepted wherever a model folder is
+FETCHED_MODELS = ("sca-dm",)
+
+
+def fetched(path: str | os.PathLike, name: str) -> Path:
+    """`path` itself, unless it is a name ``scadm fetch`` knows and nothing here has that name: then the
+    fetched file or folder, or a one-line error that says to fetch it."""
+    if Path(path).exists():
+        return Path(path)
+    from .fetch import ASSETS, missing_line, resolve
+
+    if str(path) not in ASSETS:
+        return Path(path)
+    found = resolve(str(path))
+    if found is None:
+        raise FileNotFoundError(f"{name} {missing_line(str(path))}")
+    return found
+
+
 def model_folder(path: str | os.PathLike, name: str = "--model") -> Path:
     """A scadm model folder: a diffusers pipeline folder (model_index.json, unet/, condition_encoder/,
     vae/, scheduler/), or one of scadm < 0.2 (config.json, model.safetensors and autoencoder/); each
-    file non-empty."""
+    file non-empty. A name ``scadm fetch`` makes a model of ("sca-dm"), when no folder has that name,
+    is the fetched model's folder."""
+    if str(path) in FETCHED_MODELS:
+        path = fetched(path, name)
     p = input_dir(path, name, "model folder")
     if (p / "model_index.json").is_file():
         roles = {"unet": "the denoiser", "condition_encoder": "the condition encoder", "vae": "the first stage, the autoencoder"}

@@ -183,9 +183,11 @@ sample (<code>scadm.eval.controllability</code>).</p>
 <table><tr><th>measure</th><th>value</th><th>standard error</th><th>what it counts</th></tr>{rows}</table>
 <h2>Try it</h2>
 <pre>scadm app                                            # the web editor, in your browser
-scadm edit swap --target you.jpg --reference them.jpg --parts hair --parser 79999_iter.pth --out out.png
-                                                     # your own photo (79999_iter.pth: see the README)
-scadm convert sca-dm last.ckpt models/sca-dm               # the authors' model, then --model models/sca-dm
+scadm fetch sca-dm                                   # the authors' model, downloaded and converted
+scadm fetch parser                                   # a face parser for photos (79999_iter.pth)
+scadm edit swap --model sca-dm --target you.jpg --reference them.jpg --parts hair --out out.png
+                                                     # your own photo
+scadm convert sca-dm last.ckpt models/sca-dm         # or a checkpoint you have, then --model models/sca-dm
 scadm info                                           # what a model and its parser were trained on</pre>
 </body></html>"""
     path.write_text(page)

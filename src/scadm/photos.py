@@ -398,11 +398,10 @@ def load_face_parser(spec: Any, label_set: LabelSet = CELEBAMASK_HQ, default_siz
 
 def _parser_hint(mask_option: str | None = "--mask") -> str:
     """What to do instead of (or about) parsing: give the mask, or a photo parser and where it comes from."""
-    from .models.face_parser import BISENET_SOURCE, BISENET_WEIGHTS
+    from .models.face_parser import BISENET_WEIGHTS
 
-    mask = f"pass the face's mask ({mask_option}), or " if mask_option else ""
-    return (f"{mask}give a face parser trained on photos with --parser {BISENET_WEIGHTS} (or ${PARSER_ENV}); "
-            f"{BISENET_WEIGHTS} comes from {BISENET_SOURCE}")
+    mask = f"give the face's mask ({mask_option}), or " if mask_option else ""
+    return f"{mask}run `scadm fetch parser` and add --parser parser (or any {BISENET_WEIGHTS}, or ${PARSER_ENV})"
 
 
 #: where a parser came from when it is the model folder's own (see resolve_parser)
@@ -423,8 +422,9 @@ def own_parser_folder(model_folder: str | os.PathLike | None) -> Path | None:
 def resolve_parser(parser: Any = None, model_folder: str | os.PathLike | None = None) -> tuple[Any, str] | None:
     """Which face parser to use, by one rule: the given one (``--parser``), else ``$SCADM_PARSER``,
     else the model folder's own (``face_parser/``) unless it knows only scadm's synthetic faces (the
-    bundled model's: it runs on a photo only when named with ``--parser``), else None. Returns (path
-    or parser object, where it came from)."""
+    bundled model's: it runs on a photo only when named with ``--parser``), else, for a model trained
+    on photos, the parser ``scadm fetch parser`` downloaded, else None. Returns (path or parser
+    object, where it came from)."""
     if parser is not None:
         return parser, "--parser"
     env = os.environ.get(PARSER_ENV)
@@ -441,7 +441,29 @@ def resolve_parser(parser: Any = None, model_folder: str | os.PathLike | None = 
         spec = pths[0] if pths and not any((own / f).is_file() for f in ("parser.json", "config.json")) else own
         if parser_domain(spec) != SYNTHETIC_DOMAIN:
             return spec, OWN_PARSER
+    if model_folder is not None and _photo_model(model_folder):
+        from .fetch import resolve
+
+        got = resolve("parser")
+        if got is not None:
+            return got, FETCHED_PARSER
     return None
+
+
+#: where a parser came from when it is the one `scadm fetch parser` downloaded
+FETCHED_PARSER = "the fetched parser (scadm fetch parser)"
+
+
+def _photo_model(model_folder: str | os.PathLike) -> bool:
+    """Whether a model folder's model was trained on photos (not on scadm's synthetic faces)."""
+    from .models.face_parser import SYNTHETIC_DOMAIN
+    from .models.ldm import read_model_config
+
+    try:
+        domain = read_model_config(model_folder).domain
+    except (OSError, ValueError):
+        return False
+    return domain is not None and domain != SYNTHETIC_DOMAIN
 
 
 #: a parsed face's eyes, nose and mouth must each cover at least this fraction of its skin
@@ -503,7 +525,7 @@ def _synthetic_parser_note(model_folder: str | os.PathLike | None) -> str:
     own = own_parser_folder(model_folder)
     if own is None or parser_domain(own) != SYNTHETIC_DOMAIN:
         return ""
-    return f" (the model's own parser knows only {SYNTHETIC_DOMAIN}, not photos; name it with --parser {own} to run it anyway)"
+    return f" (the model's own parser knows only {SYNTHETIC_DOMAIN}; --parser {own} runs it anyway)"
 
 
 def parse_photo(image: np.ndarray, parser: FaceParser, label_set: LabelSet = CELEBAMASK_HQ,

@@ -27,9 +27,9 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show full traceback
 
 
 def _register_all() -> None:
-    from . import convert, data, edit, eval_cmds, model, parse, train, web
+    from . import convert, data, edit, eval_cmds, fetch, model, parse, train, web
 
-    for module in (model, data, train, edit, parse, eval_cmds, convert, web):
+    for module in (model, fetch, data, train, edit, parse, eval_cmds, convert, web):
         module.register(app)
 
 

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from .. import checks
+from ..fetch import FetchError
 
 DEBUG = False
 console = Console(stderr=False, soft_wrap=True)
@@ -27,7 +28,7 @@ class UserError(Exception):
 
 
 #: failures whose message is already written for the user
-USER_ERRORS = (UserError, *checks.USER_ERRORS)
+USER_ERRORS = (UserError, FetchError, *checks.USER_ERRORS)
 _one_line = checks.one_line
 
 

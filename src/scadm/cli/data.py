@@ -71,7 +71,10 @@ prepare_app = typer.Typer(
 
 @prepare_app.command("celebamask-hq")
 def prepare_celebamask_hq_cmd(
-    raw_root: Path = ArgInDir("The unpacked CelebAMask-HQ release (never written to).", "CelebAMask-HQ folder"),
+    raw_root: Path = typer.Argument(..., help="The unpacked CelebAMask-HQ release (never written to), or "
+                                    "celebamask-hq: the one `scadm fetch celebamask-hq` downloaded.",
+                                    callback=checked(lambda v, n: checks.input_dir(checks.fetched(v, n), n,
+                                                                                   "CelebAMask-HQ folder"))),
     out: Path = ArgOutDir("Output dataset folder."),
     size: str = typer.Option("256", "--size", help="Output size: 256 or HxW.", callback=checked(_size)),
     split: str = Choice("scadm", "--split", help="scadm (test 28000-29999) or ldm (25k train / 5k validation).",

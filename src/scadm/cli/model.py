@@ -53,6 +53,7 @@ def parameter_report(config: str) -> dict:
 def model_report(folder) -> dict:
     """What a model folder knows and how it samples: its config's name, domain and sizes, its sampling
     and editing defaults, and its own face parser (with what that parser knows)."""
+    from ..fetch import fetched
     from ..models.face_parser import parser_domain
     from ..models.ldm import read_model_config
     from ..photos import own_parser_folder
@@ -69,6 +70,7 @@ def model_report(folder) -> dict:
         "sampling": f"{s.sampler}, {s.steps} steps, guidance s = {s.guidance_scale} ({s.null_condition} null)",
         "editing": f"inversion {s.inversion}" + (", the rest of the face kept (blend)" if s.blend else ""),
         "parser": ({"path": str(own), "domain": parser_domain(own)} if own is not None else None),
+        "fetched": {name: str(path) for name, path in fetched().items()},
     }
 
 
@@ -93,7 +95,8 @@ def info(
                  f"{report['latent_size'][0]}x{report['latent_size'][1]}, labels {report['labels']}, "
                  f"conditioning {report['conditioning']}",
                  f"sampling: {report['sampling']}", f"editing a given face: {report['editing']}",
-                 "face parser: " + (f"{parser['path']} (knows {parser['domain']})" if parser else "none")]
+                 "face parser: " + (f"{parser['path']} (knows {parser['domain']})" if parser else "none"),
+                 "fetched (scadm fetch): " + (", ".join(f"{k} {v}" for k, v in report["fetched"].items()) or "nothing")]
         console.print("\n".join(lines), highlight=False, markup=False)
         return
     report = parameter_report(config)

@@ -73,9 +73,10 @@ def _file_or_dir(value: Path, name: str) -> Path:
 
 
 def _parser_file(value: Path, name: str) -> Path:
-    """A face parser file or folder; when it is not there, the error says where 79999_iter.pth comes from."""
+    """A face parser file or folder (``parser``: the one `scadm fetch parser` downloaded); when it is not there,
+    the error says how to get one."""
     try:
-        return _file_or_dir(value, name)
+        return _file_or_dir(checks.fetched(value, name), name)
     except (OSError, ValueError) as exc:
         from ..photos import _parser_hint
 

@@ -9,6 +9,7 @@ from typing import Iterator, Optional
 
 import typer
 
+from .. import checks
 from .common import UserError, console, err_console
 from .options import DeviceOpt, InDir, InFile, Integer, ModelOpt, Number, OutDir, checked
 
@@ -47,8 +48,10 @@ def train_cmd(
     recipe: str = ConfigOpt,
     data: Path = DataOpt,
     out: Path = OutDir(..., "--out", help="Run folder (checkpoints, samples, loss curve, model/)."),
-    autoencoder: Optional[Path] = InDir(None, "--autoencoder", help="First-stage folder (diffusers format); default: the config's.",
-                                        what="first-stage folder"),
+    autoencoder: Optional[Path] = typer.Option(None, "--autoencoder", help="First-stage folder (diffusers format), or "
+                                               "vq-f4 (fetched by `scadm fetch vq-f4`); default: the config's.",
+                                               callback=checked(lambda v, n: checks.input_dir(checks.fetched(v, n), n,
+                                                                                              "first-stage folder"))),
     resume: bool = ResumeOpt,
     max_steps: Optional[int] = Integer(None, "--max-steps", help="Override training.max_steps.", lo=1),
     cache_latents: Optional[bool] = typer.Option(None, "--cache-latents/--no-cache-latents", help="Encode the training set once."),

@@ -684,7 +684,7 @@ def _parser_path(path: str | Path, name: str) -> Path:
     """A face parser path checked at the door: a BiSeNet file or a compact-parser folder."""
     from ..photos import _parser_hint
 
-    p = Path(path).expanduser()
+    p = checks.fetched(Path(path).expanduser(), name)  # "parser": the one `scadm fetch parser` downloaded
     if not p.exists():
         raise FileNotFoundError(f"{name} {p}: no such parser file; {_parser_hint()}")
     return checks.input_dir(p, name, "parser folder") if p.is_dir() else checks.input_file(p, name, "parser file")
