@@ -201,3 +201,12 @@ def test_distill_cli_runs_from_a_config_and_refuses_bad_settings(run_cli, tiny_m
     student = run_cli("distill", "--model", str(tmp_path / "run" / "model"), "--data", str(tiny_data), "--out",
                       str(tmp_path / "again"), "--config", str(cfg))
     assert student.code != 0 and "already a distilled student" in student.err
+
+
+def test_a_guidance_only_student_keeps_its_teachers_sampler(tiny_model):
+    teacher = SCADMPipeline.from_pretrained(tiny_model, device="cpu")
+    only_a = student_config(teacher.cfg, DistillConfig(consistency_steps=0), "tiny")
+    assert only_a.sampling == teacher.cfg.sampling and only_a.unet.guidance_embedding
+    assert only_a.distilled["stages"] == "guidance"
+    both = student_config(teacher.cfg, DistillConfig(segments=2, teacher_levels=8), "tiny")
+    assert (both.sampling.sampler, both.sampling.steps, both.sampling.inversion) == ("student", 2, "virtual")

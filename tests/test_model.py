@@ -327,6 +327,37 @@ def test_prepared_conditions_equal_raw_and_are_time_invariant():
         assert torch.allclose(model(z, tt, cond), model(z, tt, prepared), atol=1e-6)
 
 
+def test_spade_runs_once_per_distinct_mask_and_gives_each_row_its_own():
+    """A batch that repeats a mask (a virtual edit's source and edit rows) prepares SPADE once for it; every
+    row's conditioning equals what preparing that row alone gives."""
+    from scadm.models.unet import _distinct_rows
+
+    torch.manual_seed(0)
+    model = SemanticLDM(load_config("tiny"))
+    for p in model.unet.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    a, b = random_mask(1, 19, 32, 32, seed=1), random_mask(1, 19, 32, 32, seed=2)
+    mask = torch.cat([a, b, a, a])
+    first, inverse = _distinct_rows(mask)
+    assert first.tolist() == [0, 1] and inverse.tolist() == [0, 1, 0, 0]
+    assert _distinct_rows(torch.cat([a, b])) == (None, None)
+    calls = []
+    spade = next(m for m in model.unet.modules() if isinstance(m, SPADE))
+    original = spade.prepare
+    spade.prepare = lambda m, size: calls.append(m.shape[0]) or original(m, size)
+    cond = model.conditions(mask, torch.randn(4, 3, 32, 32))
+    batch = model.prepare(cond)
+    assert calls == [2]  # two distinct masks, not four rows
+    for i in range(4):
+        alone = model.prepare(Conditions(mask=cond.mask[i:i + 1], tokens=cond.tokens[i:i + 1]))
+        for key, value in alone.items():
+            got = batch[key]
+            pairs = zip(value, got) if isinstance(value, tuple) else [(value, got)]
+            for v, g in pairs:
+                if isinstance(v, torch.Tensor):
+                    assert torch.allclose(g[i:i + 1], v, atol=1e-6), key
+
+
 def test_gradient_checkpointing_gives_the_same_loss_and_gradients(monkeypatch):
     import scadm.models.unet as unet_mod
 

@@ -217,8 +217,14 @@ class SemanticUNet(ModelMixin, ConfigMixin):
         def mask_at(ds: int) -> Tensor | None:
             return None if masks is None else masks.at((h // ds, w // ds))
 
+        # SPADE once per distinct mask: a batch often repeats one (the source and edit rows of a virtual edit,
+        # the alphas of an interpolation, the images of a mix), and SPADE's convolutions are most of prepare
+        first, inverse = (None, None) if cond.mask is None or not self._spade else _distinct_rows(cond.mask)
+        spade_masks = masks if first is None else MaskPyramid(cond.mask[first], self.cfg.mask_resize)
         for module, ds in self._spade:
-            prepared[module.cache_key] = module.prepare(mask_at(ds), (h // ds, w // ds))
+            gamma, beta = module.prepare(spade_masks.at((h // ds, w // ds)) if spade_masks is not None else None,
+                                         (h // ds, w // ds))
+            prepared[module.cache_key] = (gamma, beta) if inverse is None else (gamma[inverse], beta[inverse])
         for module, ds in self._xattn:
             tokens = cond.tokens
             if tokens is not None and tokens.shape[1] != len(self.token_classes) and self.cross_attention != "plain":
@@ -265,3 +271,27 @@ class SemanticUNet(ModelMixin, ConfigMixin):
 
 def _call(block: UNetBlock, *args: Any) -> Tensor:
     return block(*args)
+
+
+def _distinct_rows(x: Tensor) -> tuple[Tensor | None, Tensor | None]:
+    """(first row of each distinct value, each row's index among them), or (None, None) when all differ.
+    Rows are told apart by a weighted sum, and rows with equal sums compared exactly."""
+    b = x.shape[0]
+    if b == 1:
+        return None, None
+    flat = x.reshape(b, -1)
+    weights = torch.linspace(1.0, 2.0, flat.shape[1], device=x.device, dtype=flat.dtype)
+    keys = (flat * weights).sum(1).tolist()
+    first: list[int] = []
+    inverse: list[int] = []
+    for i in range(b):
+        for k, j in enumerate(first):
+            if keys[i] == keys[j] and torch.equal(flat[i], flat[j]):
+                inverse.append(k)
+                break
+        else:
+            inverse.append(len(first))
+            first.append(i)
+    if len(first) == b:
+        return None, None
+    return torch.tensor(first, device=x.device), torch.tensor(inverse, device=x.device)

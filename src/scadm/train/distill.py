@@ -104,8 +104,10 @@ def student_config(teacher_cfg: Any, dc: DistillConfig, teacher: str) -> Any:
     """The student's ModelConfig: the teacher's, with the guidance embedding, its own sampling defaults
     (the ``student`` sampler at K steps, virtual inversion) and what it was distilled from."""
     unet = dataclasses.replace(teacher_cfg.unet, guidance_embedding=True)
-    sampling = dataclasses.replace(teacher_cfg.sampling, sampler="student", steps=dc.segments, eta=0.0,
-                                   inversion="virtual", blend=True, clip_x0=None)
+    sampling = teacher_cfg.sampling  # a guidance-only student samples as its teacher, one pass a step
+    if dc.consistency_steps:
+        sampling = dataclasses.replace(sampling, sampler="student", steps=dc.segments, eta=0.0, inversion="virtual",
+                                       blend=True, clip_x0=None)
     stage = "guidance + consistency" if dc.guidance_steps and dc.consistency_steps else (
         "guidance" if dc.guidance_steps else "consistency")
     distilled = {"teacher": teacher, "stages": stage, "segments": dc.segments,
@@ -306,9 +308,10 @@ def distill(
     if main and finished:
         log.plot(f"{tcfg.name}: distillation loss (stage A, then B)")
         _export(pipe, scfg, student, ema, out / "model")
+        k = scfg.sampling.steps
         printer(f"done: step {stop}, loss {last.get('loss', float('nan')):.4f}; student (EMA weights) in "
-                f"{out / 'model'}: sampler 'student', {dc.segments} steps, {dc.segments} UNet evaluations an image "
-                f"from noise, {2 * dc.segments} an edit")
+                f"{out / 'model'}: sampler {scfg.sampling.sampler!r}, {k} steps, {k} UNet evaluations an image "
+                f"from noise, {2 * k} an edit by virtual inversion")
     elif main:
         printer(f"stopped at step {stop} of {dc.max_steps}; continue with --resume")
     log.close()
