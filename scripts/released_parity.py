@@ -263,6 +263,7 @@ def timing(model, folder: Path, x: dict[str, torch.Tensor], repeats: int) -> dic
     """Interleaved medians of the stages of one edit, released code against scadm (same weights)."""
     import statistics
 
+    from scadm.conditions import cat_conditions
     from scadm.diffusion import ClassifierFreeGuidance
     from scadm.diffusion.guidance import released_w_to_s
     from scadm.pipeline import SCADMPipeline
@@ -287,9 +288,21 @@ def timing(model, folder: Path, x: dict[str, torch.Tensor], repeats: int) -> dic
         prepared = ours.prepare(cond, latent)
         prepare_times.append(time.perf_counter() - t0)
     prepare_s = statistics.median(prepare_times)
+    # a distilled student's faithful edit (virtual inversion): the source and edit rows in one batch of 2, one
+    # pass a step (guidance folded in), prepared once (one mask: SPADE once); the released code has no such step
+    both = cat_conditions(cond, ours.conditions(mask, image.flip(-1)))
+    virtual_times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        prepared_both = ours.prepare(both, latent)
+        virtual_times.append(time.perf_counter() - t0)
+    out_virtual_prepare = statistics.median(virtual_times)
+    zz, tt = torch.cat([z, z]), torch.cat([t, t])
     stages = {
         "style tokens": (lambda: model.get_learned_conditioning(image, mask), lambda: ours.conditions(mask, image)),
         "guided step": (released_step, lambda: guided(z, t, prepared)),
+        "student step": (released_step, lambda: ours.unet(zz, tt, prepared_both)),
+        "encode": (lambda: model.encode_first_stage(image), lambda: fs.encode(image)),
         "decode": (lambda: model.decode_first_stage(z), lambda: fs.decode(z)),
     }
     out: dict = {"threads": torch.get_num_threads(), "repeats": repeats, "scadm_prepare_s": prepare_s}
@@ -310,6 +323,20 @@ def timing(model, folder: Path, x: dict[str, torch.Tensor], repeats: int) -> dic
                   f"  (minima {r['released_min_s']:.3f} / {r['scadm_min_s']:.3f} s)", flush=True)
     print(f"scadm prepare (once per image; median of {repeats}): {prepare_s:.3f} s; "
           f"guided step outputs differ by {out['guided_step_relative_l2']:.1e} relative L2")
+    out["scadm_virtual_prepare_s"] = out_virtual_prepare
+    rel = lambda k: out[k]["released_s"]  # noqa: E731
+    mine = lambda k: out[k]["scadm_s"]  # noqa: E731
+    released_edit = 2 * rel("style tokens") + 200 * rel("guided step") + rel("decode")
+    fixed = 2 * mine("style tokens") + mine("encode") + out_virtual_prepare + mine("decode")
+    print(f"released guided DDIM-200 edit: 2 x tokens + 200 x guided step + decode = {released_edit:.1f} s")
+    print(f"student's faithful edit (virtual inversion): 2 x tokens + encode + prepare of its 2 rows "
+          f"({out_virtual_prepare:.3f} s) + decode = {fixed:.1f} s fixed, + K x {mine('student step'):.2f} s")
+    out["student_edit"] = {}
+    for k in (1, 2, 4, 8):
+        sec = fixed + k * mine("student step")
+        out["student_edit"][k] = {"seconds": sec, "speed_up": released_edit / sec}
+        print(f"  K = {k}: {sec:6.1f} s, {released_edit / sec:5.1f}x faster than the released edit")
+    out["released_edit_s"] = released_edit
     return out
 
 

@@ -499,3 +499,35 @@ def test_loading_an_incompatible_folder_is_a_clear_error(tmp_path):
         SemanticLDM.from_pretrained(tmp_path / "m")
     with pytest.raises(FileNotFoundError, match="not a scadm model folder"):
         SemanticLDM.from_pretrained(tmp_path)
+
+
+def test_upsampling_in_sub_pixel_form_equals_upsample_then_convolve():
+    """The UNet's and the first stage's nearest x2 + 3x3 convolution, computed as one 2x2 convolution per
+    output phase, give what upsampling then convolving gives (values and gradients); odd sizes take the
+    plain path."""
+    from diffusers.models.upsampling import Upsample2D
+
+    from scadm.models.autoencoder import FirstStage, _SubPixelUpsample2D, build_autoencoder
+    from scadm.nn.resblocks import upsample, upsample_conv
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(8, 6, 3, padding=1)
+    x = torch.randn(2, 8, 5, 7, requires_grad=True)
+    ours, ref = upsample_conv(x, conv), conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+    assert ours.shape == (2, 6, 10, 14) and torch.allclose(ours, ref, atol=1e-6)
+    g_ours = torch.autograd.grad(ours.square().sum(), (x, conv.weight))
+    g_ref = torch.autograd.grad(ref.square().sum(), (x, conv.weight))
+    assert all(torch.allclose(a, b, atol=1e-4, rtol=1e-5) for a, b in zip(g_ours, g_ref))
+    assert torch.equal(upsample_conv(x, conv, (11, 14)), conv(upsample(x, (11, 14))))
+    from scadm.config import load_recipe
+
+    first = FirstStage(build_autoencoder(load_recipe("tiny").autoencoder).eval())
+    layers = [m for m in first.modules() if isinstance(m, Upsample2D)]
+    assert layers and all(type(m) is _SubPixelUpsample2D for m in layers)
+    z = torch.randn(1, first.latent_channels, 8, 8)
+    with torch.no_grad():
+        fast = first.decode(z)
+        for m in layers:
+            m.__class__ = Upsample2D
+        plain = first.decode(z)
+    assert float((fast - plain).norm() / plain.norm()) < 1e-5

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
+from diffusers.models.upsampling import Upsample2D
 from torch import Tensor, nn
 
 from ..config import AutoencoderConfig
+from ..nn.resblocks import upsample_conv
 
 
 def build_autoencoder(cfg: AutoencoderConfig) -> nn.Module:
@@ -47,6 +50,7 @@ class FirstStage(nn.Module):
         self.model = model
         self.latent_scale = latent_scale
         self.is_vq = model.__class__.__name__ == "VQModel"
+        _subpixel_upsampling(model)
 
     @property
     def downsample(self) -> int:
@@ -102,3 +106,22 @@ class FirstStage(nn.Module):
         cfg = json.loads(cfg_path.read_text())
         if cfg.pop("_name_or_path", None) is not None:
             cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+
+
+class _SubPixelUpsample2D(Upsample2D):
+    """diffusers' Upsample2D (nearest x2, then a 3x3 convolution) computed in sub-pixel form
+    (:func:`scadm.nn.resblocks.upsample_conv`): the same weights and state dict, 2.25x fewer FLOPs."""
+
+    def forward(self, hidden_states: Tensor, output_size: Any = None, *args: Any, **kwargs: Any) -> Tensor:
+        if output_size is not None:
+            return super().forward(hidden_states, output_size, *args, **kwargs)
+        return upsample_conv(hidden_states, self.conv if self.name == "conv" else self.Conv2d_0)
+
+
+def _subpixel_upsampling(model: nn.Module) -> None:
+    """Let the decoder's plain upsampling layers (nearest x2 + 3x3 conv, no norm) run in sub-pixel form;
+    at 256 px they are a quarter of the decoder's FLOPs. Nothing else about the model changes."""
+    for m in model.modules():
+        if (type(m) is Upsample2D and m.use_conv and not m.use_conv_transpose and m.interpolate
+                and m.norm is None):
+            m.__class__ = _SubPixelUpsample2D
