@@ -210,3 +210,27 @@ def test_a_guidance_only_student_keeps_its_teachers_sampler(tiny_model):
     assert only_a.distilled["stages"] == "guidance"
     both = student_config(teacher.cfg, DistillConfig(segments=2, teacher_levels=8), "tiny")
     assert (both.sampling.sampler, both.sampling.steps, both.sampling.inversion) == ("student", 2, "virtual")
+
+
+def test_two_processes_distil_what_one_process_does_with_the_same_global_batch(tiny_model, tiny_data, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    def config(batch: int) -> Path:
+        path = tmp_path / f"d{batch}.yaml"
+        path.write_text(f"guidance_steps: 1\nconsistency_steps: 2\nbatch_size: {batch}\nteacher_levels: 8\n"
+                        "sample_every: 0\nlog_every: 1\ncheckpoint_every: 1000\n")
+        return path
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    common = ["distill", "--model", str(tiny_model), "--data", str(tiny_data)]
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                          "29541", "-m", "scadm", *common, "--config", str(config(2)), "--out", str(tmp_path / "ddp")],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    one = subprocess.run([sys.executable, "-m", "scadm", *common, "--config", str(config(4)), "--out",
+                          str(tmp_path / "one")], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert losses(tmp_path / "ddp") == pytest.approx(losses(tmp_path / "one"), rel=1e-4)
+    assert len(list((tmp_path / "ddp" / "checkpoints").iterdir())) == 1  # one writer

@@ -79,7 +79,7 @@ def synthetic(
     model: Optional[Path] = ModelOpt,
     n: int = Integer(200, "--n", help="Held-out synthetic faces.", lo=2, hi=1_000_000),
     parser: Optional[Path] = ParserOpt,
-    sampler: Optional[str] = typer.Option(None, "--sampler", help="ddim, ddpm, dpm++ or unipc (default: the model's).",
+    sampler: Optional[str] = typer.Option(None, "--sampler", help="ddim, ddpm, dpm++, unipc or student (a distilled student's; default: the model's).",
                                           callback=checked(sampler_name)),
     steps: Optional[int] = StepsOpt,
     seed: int = SeedOpt,
@@ -159,7 +159,7 @@ def synthetic(
 @eval_app.command("timing")
 def timing(
     model: Optional[Path] = ModelOpt,
-    sampler: str = typer.Option("ddim", "--sampler", help="ddim, ddpm, dpm++ or unipc.", callback=checked(sampler_name)),
+    sampler: str = typer.Option("ddim", "--sampler", help="ddim, ddpm, dpm++, unipc or student.", callback=checked(sampler_name)),
     steps: str = typer.Option("50", "--steps", help="Comma-separated step counts, e.g. 10,50.", callback=checked(_step_list)),
     batch_size: int = Integer(1, "--batch-size", help="Images per call.", lo=1, hi=4096),
     repeats: int = Integer(3, "--repeats", help="Timed calls per setting (after one warm-up).", lo=1, hi=1000),

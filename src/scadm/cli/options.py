@@ -147,8 +147,10 @@ DeviceOpt = typer.Option(None, "--device", help="cpu, cuda, cuda:N or mps (defau
 StepsOpt = Integer(None, "--steps", help="Sampling steps (default: the model's).", lo=1, hi=10_000)
 InversionOpt = Choice(None, "--inversion", help="Edits of a given face: exact (the solver's inversion plus per-step "
                       "offsets: the target's own conditions give back its latent), virtual (no inversion pass: the edit "
-                      "beside the target's noised latent, also exact; DDIM's grid), ddim (plain DDIM inversion) or none "
-                      "(sample from noise, as the released code). Default: the model's (exact).", options=INVERSIONS)
+                      "beside the target's noised latent, also exact; on a DDIM grid, LDM's or a student's), "
+                      "exact-unguided (exact, its inversion pass unguided), ddim (plain DDIM inversion) or none "
+                      "(sample from noise, as the released code). Default: the model's (scadm info says which).",
+                      options=INVERSIONS)
 BlendOpt = typer.Option(None, "--blend/--no-blend", help="Keep the rest of the face: outside the edited parts the "
                         "latent follows the inverted one (needs inversion). Default: the model's (on when inverting).",
                         show_default=False)
@@ -168,7 +170,7 @@ _MODEL_OPTIONS = (
     _Shared("device", Optional[str], DeviceOpt),
 )
 _SAMPLING_OPTIONS = (
-    _Shared("sampler", Optional[str], typer.Option(None, "--sampler", help="ddim, ddpm, dpm++ or unipc (default: the model's).",
+    _Shared("sampler", Optional[str], typer.Option(None, "--sampler", help="ddim, ddpm, dpm++, unipc or student (a distilled student's; default: the model's).",
                                                    callback=checked(sampler_name))),
     _Shared("steps", Optional[int], StepsOpt),
     _Shared("eta", Optional[float], Number(None, "--eta", help="DDIM eta: 0 deterministic, 1 stochastic.", lo=0, hi=1)),

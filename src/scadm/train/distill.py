@@ -247,7 +247,7 @@ def distill(
         z0 = latents[torch.tensor([id_index[i] for i in batch["id"]])].to(device)
         with torch.no_grad():
             cond, null = _conditions(batch, coins[:, 0].to(device), part_coins, conditioner, pipe, dc, mode,
-                                     null_rows, device)
+                                     null_rows, device, acc)
             doubled = cat_conditions(cond, null)  # the teacher's guided batch: cond, then each row's null
             if not stage_b:
                 t = (coins[:, 1] * schedule.num_train_timesteps).long().clamp(max=schedule.num_train_timesteps - 1)
@@ -342,13 +342,13 @@ def _mean_across(acc, value: float) -> float:
 
 
 def _conditions(batch: dict, kind: Tensor, part_coins: Tensor, conditioner: nn.Module, pipe: Any, dc: DistillConfig,
-                mode: Any, null_rows: tuple[str, str], device: torch.device) -> tuple[Conditions, Conditions]:
+                mode: Any, null_rows: tuple[str, str], device: torch.device, acc: Any) -> tuple[Conditions, Conditions]:
     """The conditions of a batch, as edits make them, and each row's null condition.
 
     `kind` (B,) in [0, 1) picks a row's condition: the empty style (noise-based generation), the whole
-    condition dropped, parts swapped in from the next face of the batch, parts left to noise, or the
-    face's own. Rows with the empty style are guided against the model's noise-based null, the rest
-    against its edit null (``sampling.null_condition``)."""
+    condition dropped, parts swapped in from the previous face of the global batch, parts left to noise,
+    or the face's own. Rows with the empty style are guided against the model's noise-based null, the
+    rest against its edit null (``sampling.null_condition``)."""
     from ..models.conditioning import signed_attributes
     from ..pipeline import swap_tokens
 
@@ -373,7 +373,12 @@ def _conditions(batch: dict, kind: Tensor, part_coins: Tensor, conditioner: nn.M
 
     if cond.tokens is not None and mode.takes_style_image:
         classes = pipe.token_classes
-        other = cond.tokens.roll(1, 0)
+        # the reference of row i is the previous face of the global batch (so N processes see one process's rows)
+        if acc.num_processes == 1:
+            other = cond.tokens.roll(1, 0)
+        else:
+            b, rank = cond.tokens.shape[0], acc.process_index
+            other = acc.gather(cond.tokens.contiguous()).roll(1, 0)[rank * b:(rank + 1) * b]
         empty = null_of("style").tokens
         chosen = part_coins < 0.5  # (B, C): the parts a swap or a noise row changes
         rows = lambda k: [torch.nonzero(chosen[i]).flatten().tolist() if which[i] == k else []  # noqa: E731
