@@ -293,7 +293,7 @@ def distill(
             log.log(done, last)
         if main and dc.sample_every and (done % dc.sample_every == 0 or done == dc.max_steps):
             _preview(pipe, scfg, student, ema, data, out / "samples" / f"step-{done:07d}.png")
-            log.plot(f"{tcfg.name}: distillation loss (stage A, then B)")
+            log.plot(f"{tcfg.name}: distillation loss (stage A, then B)", ["loss"])
         if done % dc.checkpoint_every == 0 or done == stop:
             acc.wait_for_everyone()
             if main:
@@ -306,7 +306,7 @@ def distill(
     acc.wait_for_everyone()
     finished = stop == dc.max_steps
     if main and finished:
-        log.plot(f"{tcfg.name}: distillation loss (stage A, then B)")
+        log.plot(f"{tcfg.name}: distillation loss (stage A, then B)", ["loss"])
         _export(pipe, scfg, student, ema, out / "model")
         k = scfg.sampling.steps
         printer(f"done: step {stop}, loss {last.get('loss', float('nan')):.4f}; student (EMA weights) in "

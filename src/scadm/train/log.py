@@ -54,7 +54,8 @@ class TrainLog:
             for k, v in values.items():
                 self._tb.add_scalar(k, v, step)
 
-    def plot(self, title: str) -> None:
+    def plot(self, title: str, columns: list[str] | None = None) -> None:
+        """loss.png: the logged `columns` (default: all) against the step, log scale."""
         if not (self.enabled and self.csv.is_file()):
             return
         import matplotlib
@@ -67,7 +68,7 @@ class TrainLog:
             return
         steps = [int(r["step"]) for r in rows]
         fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)
-        for col in self.columns:
+        for col in columns or self.columns:
             ys = [float(r.get(col) or "nan") for r in rows]
             if all(math.isnan(y) for y in ys):
                 continue
