@@ -234,3 +234,23 @@ def test_two_processes_distil_what_one_process_does_with_the_same_global_batch(t
     assert one.returncode == 0, one.stderr[-3000:]
     assert losses(tmp_path / "ddp") == pytest.approx(losses(tmp_path / "one"), rel=1e-4)
     assert len(list((tmp_path / "ddp" / "checkpoints").iterdir())) == 1  # one writer
+
+
+def test_the_web_editor_edits_through_a_student(student_folder):
+    """The page takes a student folder as it takes any model: every application runs, one pass a step; a
+    face's inversion (exact, on the student's grid) is made on its first edit and reused after."""
+    from scadm.app import APPLICATIONS, Editor
+
+    editor = Editor(student_folder, device="cpu", examples=3)
+    target, target_mask = editor.example("face 1")
+    reference, reference_mask = editor.example("face 2", "reference")
+    mask = editor.editor_value(target_mask)
+    painted = dict(mask, composite=np.array(mask["background"], copy=True))
+    painted["composite"][0:8, :] = editor.shown.colors[editor.label_set.names.index("hair")]
+    for application in APPLICATIONS:
+        given = painted if application == "edit with the painted mask" else mask
+        r = editor.run(application, target, given, reference, reference_mask, ["hair"], alpha=1.0, frames=2, n=1,
+                       seed=1, progress=False)
+        assert r.images and application in r.status, application
+    again = editor.run("partial swap", target, mask, reference, reference_mask, ["l_eye"], seed=1, progress=False)
+    assert "(reused)" in again.status
