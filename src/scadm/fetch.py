@@ -371,5 +371,5 @@ def describe() -> list[dict[str, Any]]:
     for a in ASSETS.values():
         rows.append({"name": a.name, "what": a.what, "file": a.filename, "size": a.size, "sha256": a.sha256,
                      "checked_by": a.checked_by, "sources": [s.label for s in a.sources], "terms": a.terms,
-                     "fetched": str(resolve(a.name)) if resolve(a.name) else None})
+                     "fetched": str(here) if (here := resolve(a.name)) else None})
     return rows

@@ -154,7 +154,8 @@ def train_diffusion(
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
 
-    latents = _cache_latents(first_stage, dataset, tc, acc, out) if tc.cache_latents else None
+    latents = (_cache_latents(first_stage, dataset, acc, flip=tc.flip, num_workers=tc.num_workers)
+               if tc.cache_latents else None)
     id_index = {key: i for i, key in enumerate(dataset.ids)}
     sampler = GlobalBatchSampler(len(dataset), tc.batch_size, rank, world, tc.seed, start * tc.grad_accum)
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=tc.num_workers,
@@ -280,17 +281,17 @@ def latent_scale_by_std(first_stage: FirstStage, dataset, device, n: int = 512) 
     return float(1.0 / z.float().std())
 
 
-def _cache_latents(first_stage: FirstStage, dataset, tc, acc, out: Path) -> dict[str, Tensor]:
+def _cache_latents(first_stage: FirstStage, dataset, acc, *, flip: bool, num_workers: int = 0) -> dict[str, Tensor]:
     """Encode the whole training split once (and its mirror image when flipping)."""
     from tqdm.auto import tqdm
 
     plain, flipped = [], []
-    loader = torch.utils.data.DataLoader(dataset, batch_size=64, num_workers=tc.num_workers)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=64, num_workers=num_workers)
     with torch.no_grad():
         for batch in tqdm(loader, desc="caching latents", disable=not acc.is_main_process):
             x = batch["image"].to(acc.device)
             plain.append(first_stage.encode(x).cpu())
-            if tc.flip:
+            if flip:
                 flipped.append(first_stage.encode(x.flip(-1)).cpu())
     plain_t = torch.cat(plain)
     return {"plain": plain_t, "flip": torch.cat(flipped) if flipped else plain_t}

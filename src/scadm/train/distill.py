@@ -26,7 +26,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -42,6 +41,7 @@ from ..diffusion.objective import condition_dropout
 from ..models.ldm import SemanticLDM
 from .batches import GlobalBatchSampler, make_accelerator, sample_generator
 from .checkpoints import Checkpoints, rng_state, set_rng_state
+from .diffusion import _cache_latents, _mean_across
 from .ema import EMA
 from .log import TrainLog, check_finite, progress_bar
 
@@ -181,7 +181,7 @@ def distill(
     teacher_unet = pipe.model.unet.eval().requires_grad_(False)
     schedule = NoiseSchedule(tcfg.schedule)
     grid = StudentGrid(schedule, dc.teacher_levels, dc.segments)
-    ab_levels = grid.alpha_bar.to(device)
+    ab_levels, t_levels = grid.alpha_bar.to(device), grid.timesteps.to(device)
     pred = schedule.prediction_type
 
     # --- networks ---------------------------------------------------------
@@ -214,9 +214,7 @@ def distill(
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
 
-    from .diffusion import _cache_latents
-
-    latents = _cache_latents(first_stage, dataset, SimpleNamespace(flip=False, num_workers=0), acc, out)["plain"]
+    latents = _cache_latents(first_stage, dataset, acc, flip=False)["plain"]
     id_index = {key: i for i, key in enumerate(dataset.ids)}
     sampler = GlobalBatchSampler(len(dataset), dc.batch_size, rank, world, dc.seed, start)
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=0)
@@ -258,7 +256,7 @@ def distill(
             else:
                 j = (coins[:, 1] * dc.teacher_levels).long().clamp(max=dc.teacher_levels - 1).to(device) + 1  # 1..N
                 b = grid.boundary(j)
-                t_j, t_prev = grid.timesteps.to(device)[j], grid.timesteps.to(device)[j - 1]
+                t_j, t_prev = t_levels[j], t_levels[j - 1]
                 ab_j, ab_prev, ab_b = (ab_levels[k].view(-1, 1, 1, 1) for k in (j, j - 1, b))
                 z_t = schedule.q_sample(z0, t_j, noise)
                 if stage_a is not None:
@@ -332,13 +330,6 @@ def _frozen(like: nn.Module, params: dict[str, Tensor]) -> nn.Module:
 def _ema_into(target: nn.Module, online: nn.Module, decay: float) -> None:
     for pt, po in zip(target.parameters(), online.parameters()):
         pt.mul_(decay).add_(po.detach(), alpha=1 - decay)
-
-
-def _mean_across(acc, value: float) -> float:
-    if acc.num_processes == 1:
-        return value
-    t = torch.tensor([value], device=acc.device)
-    return acc.reduce(t, reduction="mean").item()
 
 
 def _conditions(batch: dict, kind: Tensor, part_coins: Tensor, conditioner: nn.Module, pipe: Any, dc: DistillConfig,
